@@ -1,0 +1,49 @@
+# securepipe — the README's commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JARS_DIR ?= .cache/jars
+ROWS ?= 10000
+DATE ?= $(shell date -d yesterday +%F)
+PYTEST_ARGS ?=
+
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
+
+.PHONY: setup jars demo test unit lint typecheck clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+$(JARS_DIR)/.fetched: src/securepipe/jars.py | $(STAMP)
+	$(PY) -m securepipe.jars fetch --dest $(JARS_DIR)
+	touch $@
+
+## setup: virtualenv, package and dev tools, Delta jars (cached in .cache/jars)
+setup: $(STAMP) $(JARS_DIR)/.fetched
+jars: $(JARS_DIR)/.fetched
+
+## demo: synthetic batch → nightly job on local Spark → ./lakehouse (master key in ./.secrets)
+demo: setup
+	$(VENV)/bin/securepipe demo --rows $(ROWS) --date $(DATE)
+
+## test: the whole suite (unit, integration with local Spark + Delta, e2e with spark-submit)
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests jobs
+	$(VENV)/bin/ruff format --check src tests jobs
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .cache lakehouse landing .pytest_cache

@@ -1,0 +1,7 @@
+"""securepipe: protect sensitive columns, gate them, publish versioned Delta tables."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

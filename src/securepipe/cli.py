@@ -1,0 +1,216 @@
+"""`securepipe` command line: run | demo | generate | keys | history.
+
+Exit codes (what schedulers rely on): 0 ok, 2 a compliance gate refused the batch, 1 any other
+error. Errors print one line on stderr that names the file, table, column or key at fault and
+never a data value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from securepipe.config import PipelineConfig, load_config
+from securepipe.errors import SecurePipeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from securepipe.pipeline import RunResult
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
+_log = logging.getLogger("securepipe")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _session(cfg: PipelineConfig) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    from securepipe.spark import configure_builder
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = configure_builder(SparkSession.builder, cfg.spark).getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _load(args: argparse.Namespace) -> PipelineConfig:
+    return load_config(
+        args.config,
+        lakehouse=getattr(args, "lakehouse", None),
+        landing=getattr(args, "landing", None),
+    )
+
+
+def _print_summary(result: RunResult, cfg: PipelineConfig) -> None:
+    print(f"\nsecurepipe run {result.run_id} (run date {result.run_date})")
+    print(f"{'table':<14}{'read':>10}{'published':>11}{'quarantined':>13}{'version':>9}")
+    for t in result.tables:
+        print(
+            f"{t.table:<14}{t.rows_read:>10}{t.rows_published:>11}{t.rows_quarantined:>13}"
+            f"{t.table_version:>9}"
+        )
+    print("\noutputs:")
+    for t in result.tables:
+        print(f"  {t.table:<14} {t.table_path}   (quarantine: {t.quarantine_path})")
+    print(f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from securepipe.pipeline import run_nightly
+
+    cfg = _load(args)
+    tables = args.tables.split(",") if args.tables else None
+    spark = _session(cfg)
+    try:
+        result = run_nightly(spark, cfg, args.date, tables=tables)
+    finally:
+        spark.stop()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        _print_summary(result, cfg)
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from securepipe.generate import generate_landing
+
+    for batch in generate_landing(args.landing, args.date, args.rows, args.seed).values():
+        print(f"{batch.table}: {batch.rows} rows ({batch.malformed} malformed) -> {batch.path}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from securepipe.generate import generate_landing
+    from securepipe.pipeline import run_nightly
+
+    cfg = _load(args)
+    _log.info("generating %d synthetic rows per table for %s under %s", args.rows, args.date,
+              cfg.landing)
+    generate_landing(cfg.landing, args.date, args.rows)
+    spark = _session(cfg)
+    try:
+        result = run_nightly(spark, cfg, args.date)
+    finally:
+        spark.stop()
+    _print_summary(result, cfg)
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from securepipe.crypto.keyring import Keyring
+
+    cfg = _load(args)
+    keyring = Keyring(cfg.keystore, create=args.action == "init")
+    if args.action == "init":
+        created = keyring.ensure(cfg.keys)
+        print(f"created: {', '.join(created) or 'none (all keys exist)'}")
+    elif args.action == "rotate":
+        if not args.name:
+            raise SecurePipeError("keys rotate needs a key NAME")
+        print(f"{args.name}: now version {keyring.rotate(args.name)}")
+    for key in keyring.describe():
+        versions = ", ".join(f"v{v} {created}" for v, created in key["versions"].items())
+        print(f"{key['name']:<16}{key['type']:<6} current v{key['current']}  ({versions})")
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from securepipe.delta_io import history
+    from securepipe.pipeline import quarantine_path, table_path
+
+    cfg = _load(args)
+    cfg.table(args.table)
+    path = quarantine_path(cfg, args.table) if args.quarantine else table_path(cfg, args.table)
+    spark = _session(cfg)
+    try:
+        for entry in history(spark, path, args.limit):
+            print(json.dumps(entry, sort_keys=True))
+    finally:
+        spark.stop()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="securepipe", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (%(default)s)")
+    common.add_argument("--lakehouse", help="override the lakehouse root")
+    common.add_argument("--landing", help="override the landing root")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the nightly job for one date")
+    run.add_argument("--date", required=True, help="run date YYYY-MM-DD")
+    run.add_argument("--tables", help="comma-separated subset of tables")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(func=_cmd_run)
+
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    demo = sub.add_parser("demo", parents=[common], help="generate a synthetic batch and run it")
+    demo.add_argument("--date", default=yesterday)
+    demo.add_argument("--rows", type=int, default=10_000)
+    demo.set_defaults(func=_cmd_demo)
+
+    gen = sub.add_parser("generate", help="write a synthetic landing batch")
+    gen.add_argument("--landing", default="./landing")
+    gen.add_argument("--date", default=yesterday)
+    gen.add_argument("--rows", type=int, default=10_000)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.set_defaults(func=_cmd_generate)
+
+    keys = sub.add_parser("keys", parents=[common], help="manage data keys")
+    keys.add_argument("action", choices=["init", "list", "rotate"])
+    keys.add_argument("name", nargs="?")
+    keys.set_defaults(func=_cmd_keys)
+
+    hist = sub.add_parser("history", parents=[common], help="commits and compliance records")
+    hist.add_argument("table")
+    hist.add_argument("--quarantine", action="store_true", help="the table's quarantine instead")
+    hist.add_argument("--limit", type=int)
+    hist.set_defaults(func=_cmd_history)
+    return parser
+
+
+def _unexpected(exc: BaseException) -> str:
+    # Spark and Py4J messages can quote data values: report only the class and the error
+    # condition, never the message text.
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return f"unexpected {type(exc).__name__}" + (f" [{condition}]" if condition else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `securepipe` and of `jobs/*.py`; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    _setup_logging()
+    try:
+        code: int = args.func(args)
+        return code
+    except SecurePipeError as exc:
+        print(f"securepipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        print(f"securepipe: error: {_unexpected(exc)}", file=sys.stderr)
+        if os.environ.get("SECUREPIPE_DEBUG") == "1":  # developers only: may show values
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Typed configuration, loaded once and validated before Spark starts.
+
+`load_config(path)` returns a frozen `PipelineConfig` or raises `ConfigError` whose message names
+the file, the table and the column at fault. Every column of a source must be declared with a type,
+a classification and a protection (fail closed); protections are checked by their operator
+(`securepipe.protect.registry`) against the declared keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from securepipe.errors import ConfigError
+
+__all__ = [
+    "Classification",
+    "ColumnConfig",
+    "KeyConfig",
+    "KeyStoreConfig",
+    "PipelineConfig",
+    "ProtectSpec",
+    "SourceConfig",
+    "SparkSettings",
+    "TableConfig",
+    "load_config",
+]
+
+_TYPE_RE = re.compile(
+    r"^(string|boolean|int|integer|long|bigint|double|float|date|timestamp|decimal\(\d{1,2},\d{1,2}\))$"
+)
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Classification(str, Enum):
+    """How sensitive a column is; `pii` and `sensitive` may never be published in clear."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    IDENTIFIER = "identifier"
+    CONFIDENTIAL = "confidential"
+    PII = "pii"
+    SENSITIVE = "sensitive"
+
+    @property
+    def personal(self) -> bool:
+        """True for classes whose values identify or describe a person."""
+        return self in (Classification.PII, Classification.SENSITIVE)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProtectSpec(BaseModel):
+    """`{op: <operator>, ...operator parameters}`; the operator validates its own parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    op: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Operator parameters (everything but `op`)."""
+        return dict(self.model_extra or {})
+
+
+class ColumnConfig(_Model):
+    """One declared source column."""
+
+    type: str
+    classification: Classification
+    protect: ProtectSpec
+    nullable: bool = True
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().lower().replace(" ", "")
+        if not _TYPE_RE.match(value):
+            raise ValueError(
+                f"unsupported type {value!r}; use string, boolean, int, long, double, "
+                "decimal(p,s), date or timestamp"
+            )
+        return value
+
+
+class SourceConfig(_Model):
+    """Where the landing files of one table are, relative to the landing root."""
+
+    format: Literal["csv", "json", "parquet"] = "csv"
+    path: str = Field(description="folder template under the landing root, with {run_date}")
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _has_run_date(cls, value: str) -> str:
+        if "{run_date}" not in value:
+            raise ValueError("source path must contain {run_date}")
+        return value
+
+
+class TableConfig(_Model):
+    """A table: its source, its business key and every column's classification and protection."""
+
+    source: SourceConfig
+    key: str
+    quarantine_key: str = Field(
+        description="aead key that encrypts the raw record of rejected rows in quarantine"
+    )
+    columns: dict[str, ColumnConfig]
+
+    @model_validator(mode="after")
+    def _key_is_a_column(self) -> TableConfig:
+        if self.key not in self.columns:
+            raise ValueError(f"key column {self.key!r} is not declared under columns")
+        return self
+
+
+class KeyConfig(_Model):
+    """A named data key; its type fixes which operators may use it."""
+
+    type: Literal["aead", "hmac"]
+
+
+class KeyStoreConfig(_Model):
+    """Where the master key (KEK) and the wrapped data keys live."""
+
+    provider: Literal["local"] = "local"
+    path: str = "./.secrets"
+
+
+class SparkSettings(_Model):
+    """How `securepipe.spark.configure_builder` sets up a session."""
+
+    master: str | None = "local[2]"
+    app_name: str = "securepipe"
+    jars: Literal["local", "packages", "provided"] = Field(
+        default="local",
+        description=(
+            "local: add the jars in jars_dir (fetched by `make setup`, air-gapped friendly); "
+            "packages: let Spark's Ivy resolve them; provided: spark-submit --packages/--jars did"
+        ),
+    )
+    jars_dir: str = ".cache/jars"
+    ivy_dir: str = ".cache/ivy"
+    ui_enabled: bool = True
+    shuffle_partitions: int = Field(default=8, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class PipelineConfig(_Model):
+    """The whole validated configuration of a pipeline."""
+
+    version: Literal[1] = 1
+    lakehouse: str = "./lakehouse"
+    landing: str = "./landing"
+    keystore: KeyStoreConfig = KeyStoreConfig()
+    spark: SparkSettings = SparkSettings()
+    keys: dict[str, KeyConfig]
+    tables: dict[str, TableConfig]
+    source_file: str = ""
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical configuration (recorded in every commit)."""
+        payload = self.model_dump(mode="json", exclude={"source_file"})
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def table(self, name: str) -> TableConfig:
+        """The config of table `name`, or `ConfigError` naming the known tables."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tables))
+            raise ConfigError(f"{self.source_file}: unknown table {name!r} (known: {known})") from None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2 and parts[0] == "tables":
+        where = f"table {parts[1]!r}"
+        if len(parts) >= 4 and parts[2] == "columns":
+            where += f", column {parts[3]!r}"
+            rest = parts[4:]
+        else:
+            rest = parts[2:]
+        return where + (f", key {'.'.join(rest)!r}" if rest else "")
+    return f"key {'.'.join(parts)!r}" if parts else "top level"
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{_location(tuple(err['loc']))}: {msg}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _check_policies(path: Path, cfg: PipelineConfig) -> None:
+    # Imported here: the registry imports pyspark, which config validation must not need first.
+    from securepipe.protect.registry import validate_protection
+
+    for key_name in (*cfg.keys, *cfg.tables):
+        if not _NAME_RE.match(key_name):
+            raise ConfigError(f"{path}: name {key_name!r} must match {_NAME_RE.pattern}")
+    for table_name, table in cfg.tables.items():
+        qkey = cfg.keys.get(table.quarantine_key)
+        if qkey is None or qkey.type != "aead":
+            raise ConfigError(
+                f"{path}: table {table_name!r}: quarantine_key {table.quarantine_key!r} "
+                "must name a declared key of type aead"
+            )
+        for column_name, column in table.columns.items():
+            where = f"{path}: table {table_name!r}, column {column_name!r}"
+            if not _NAME_RE.match(column_name):
+                raise ConfigError(f"{where}: column names must match {_NAME_RE.pattern}")
+            validate_protection(column, cfg.keys, where)
+            if column_name == table.key and column.protect.op == "drop":
+                raise ConfigError(f"{where}: the key column cannot be dropped")
+
+
+def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """Load and validate a pipeline configuration file.
+
+    Args:
+        path: the YAML file (usually `conf/pipeline.yaml`).
+        **overrides: top-level values that replace the file's (e.g. `lakehouse="/tmp/lh"`);
+            `None` values are ignored.
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, a wrong type, an unclassified column, an unknown key
+            name or an operator that refuses its parameters; the message names the file, table and
+            column.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw["source_file"] = str(path)
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, exc)) from None
+    _check_policies(path, cfg)
+    return cfg

@@ -1,0 +1,66 @@
+"""One exception tree for the whole product.
+
+Messages name the file, table, column, key or role at fault and never carry a data value or key
+material: they end up in logs, scheduler e-mails and tickets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DecryptionError",
+    "GateFailed",
+    "KeyAccessError",
+    "PolicyError",
+    "PublishError",
+    "SchemaDriftError",
+    "SecurePipeError",
+    "SourceError",
+]
+
+
+class SecurePipeError(Exception):
+    """Base of every error securepipe raises on purpose (exit code 1 unless said otherwise)."""
+
+    exit_code: int = 1
+
+
+class ConfigError(SecurePipeError):
+    """The configuration is missing, unreadable or invalid; raised before Spark starts."""
+
+
+class PolicyError(ConfigError):
+    """A protection or access policy is inconsistent (unknown key, unsupported type, ...)."""
+
+
+class KeyAccessError(SecurePipeError):
+    """A key could not be created, found, unwrapped or is stored unsafely."""
+
+
+class DecryptionError(SecurePipeError):
+    """A value could not be decrypted or detokenized.
+
+    Deliberately opaque: wrong key, wrong version, wrong column binding and tampering all look the
+    same to the caller, so the error cannot be used as an oracle.
+    """
+
+    def __init__(self, message: str = "value could not be decrypted") -> None:
+        super().__init__(message)
+
+
+class SourceError(SecurePipeError):
+    """The landing data for a run is missing or unreadable."""
+
+
+class SchemaDriftError(SourceError):
+    """The landing files do not have the declared columns (fail closed on unclassified columns)."""
+
+
+class PublishError(SecurePipeError):
+    """Writing a Delta table failed."""
+
+
+class GateFailed(SecurePipeError):
+    """A compliance gate refused the batch: nothing was published (exit code 2)."""
+
+    exit_code = 2

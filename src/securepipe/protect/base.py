@@ -1,0 +1,77 @@
+"""The operator contract: validate parameters early, then build a column expression."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pyspark.sql import Column
+
+from securepipe.config import ColumnConfig, KeyConfig
+from securepipe.crypto.keyring import KeyHandle
+
+__all__ = ["ColumnContext", "Operator"]
+
+
+@dataclass(frozen=True)
+class ColumnContext:
+    """What an operator knows when it builds the expression of one column."""
+
+    table: str
+    column: str
+    config: ColumnConfig
+    key: KeyHandle | None
+
+
+class Operator(ABC):
+    """One protection transform. Subclasses set `name`, `key_type` and `params`."""
+
+    name: ClassVar[str]
+    key_type: ClassVar[str | None] = None
+    required: ClassVar[frozenset[str]] = frozenset()
+    optional: ClassVar[frozenset[str]] = frozenset()
+    reversible: ClassVar[bool] = False
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """Check parameters against the column and the declared keys.
+
+        Raises:
+            ValueError: with a message that names the parameter at fault (never a value).
+        """
+        expected = self.required | self.optional | ({"key"} if self.key_type else set())
+        unknown = set(params) - expected
+        if unknown:
+            raise ValueError(f"operator {self.name!r} has no parameter(s) {sorted(unknown)}")
+        missing = (self.required | ({"key"} if self.key_type else set())) - set(params)
+        if missing:
+            raise ValueError(f"operator {self.name!r} needs parameter(s) {sorted(missing)}")
+        if self.key_type:
+            key_name = params["key"]
+            key = keys.get(key_name)
+            if key is None:
+                raise ValueError(f"unknown key {key_name!r} (declare it under keys:)")
+            if key.type != self.key_type:
+                raise ValueError(
+                    f"key {key_name!r} has type {key.type!r}; operator {self.name!r} "
+                    f"needs a {self.key_type!r} key"
+                )
+
+    def key_name(self, params: Mapping[str, Any]) -> str | None:
+        """The key this operator uses with `params`, if any."""
+        return str(params["key"]) if self.key_type else None
+
+    @abstractmethod
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """The protected expression of `col`, or `None` to drop the column."""
+
+    def describe(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """Column metadata recorded in the Delta schema (operator and key; nothing secret)."""
+        meta = {"securepipe.op": self.name}
+        key = self.key_name(params)
+        if key:
+            meta["securepipe.key"] = key
+        return meta

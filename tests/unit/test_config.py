@@ -1,0 +1,123 @@
+"""Configuration validation: every refusal names the file, the table and the column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from securepipe.config import load_config
+from securepipe.errors import ConfigError
+from tests.conftest import CONF
+
+
+def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load(CONF.read_text())
+    mutate(doc)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_shipped_config_loads_and_hash_is_stable() -> None:
+    first, second = load_config(CONF), load_config(CONF)
+    assert set(first.tables) == {"customers", "transactions"}
+    assert first.fingerprint() == second.fingerprint()
+    assert len(first.fingerprint()) == 64
+
+
+def test_config_hash_changes_with_a_protection() -> None:
+    base = load_config(CONF)
+    other = load_config(CONF, keys={**{k: v.model_dump() for k, v in base.keys.items()},
+                                    "extra": {"type": "aead"}})
+    assert base.fingerprint() != other.fingerprint()
+
+
+def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["email"].pop("classification"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: table 'customers', column 'email', key 'classification': Field required"
+    )
+
+
+def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["tables"]["customers"]["columns"]["full_name"]["protect"]["key"] = "no_such_key"
+
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: table 'customers', column 'full_name': unknown key 'no_such_key' "
+        "(declare it under keys:)"
+    )
+
+
+def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["tables"]["customers"]["columns"]["full_name"]["protect"]["key"] = "contact_token"
+
+    with pytest.raises(ConfigError, match=r"column 'full_name': key 'contact_token' has type 'hmac'"):
+        load_config(_write(tmp_path, mutate))
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("version: 1\ntables:\n  customers: [unclosed\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: invalid YAML at line ")
+
+
+def test_wrong_type_names_the_column(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["tables"]["transactions"]["columns"]["amount"]["type"] = "money"
+
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(
+        f"{path}: table 'transactions', column 'amount', key 'type': unsupported type 'money'"
+    )
+
+
+def test_wrong_value_type_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["spark"].__setitem__("shuffle_partitions", "many"))
+    with pytest.raises(ConfigError, match=r"key 'spark.shuffle_partitions': Input should be a valid integer"):
+        load_config(path)
+
+
+def test_personal_data_cannot_be_kept_in_clear(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__(
+        "protect", {"op": "keep"}))
+    with pytest.raises(ConfigError, match=r"table 'customers', column 'ssn': classification 'pii' cannot be published in clear"):
+        load_config(path)
+
+
+def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__(
+        "protect", {"op": "scramble"}))
+    with pytest.raises(ConfigError, match=r"column 'ssn': unknown protection op 'scramble' \(known: .*encrypt"):
+        load_config(path)
+
+
+def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["tables"]["customers"]["columns"]["full_name"]["protect"]["mode"] = "ECB"
+
+    with pytest.raises(ConfigError, match=r"column 'full_name': operator 'encrypt' has no parameter\(s\) \['mode'\]"):
+        load_config(_write(tmp_path, mutate))
+
+
+def test_key_column_must_be_declared(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["tables"]["customers"].__setitem__("key", "nope"))
+    with pytest.raises(ConfigError, match=r"table 'customers': key column 'nope' is not declared"):
+        load_config(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "absent.yaml")
