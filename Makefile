@@ -33,6 +33,8 @@ demo: setup
 
 ## test: the whole suite (unit, integration with local Spark + Delta, e2e with spark-submit)
 test: setup
+	$(VENV)/bin/ruff check src tests jobs
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: setup

@@ -69,17 +69,22 @@ def _print_summary(result: RunResult, cfg: PipelineConfig) -> None:
     print("\noutputs:")
     for t in result.tables:
         print(f"  {t.table:<14} {t.table_path}   (quarantine: {t.quarantine_path})")
-    print(f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)")
+    print(
+        f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)"
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from securepipe.pipeline import run_nightly
+    from securepipe.pipeline import parse_run_date, run_nightly
 
     cfg = _load(args)
+    run_date = parse_run_date(args.date)
     tables = args.tables.split(",") if args.tables else None
+    for name in tables or ():
+        cfg.table(name)
     spark = _session(cfg)
     try:
-        result = run_nightly(spark, cfg, args.date, tables=tables)
+        result = run_nightly(spark, cfg, run_date, tables=tables)
     finally:
         spark.stop()
     if args.json:
@@ -99,11 +104,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from securepipe.generate import generate_landing
-    from securepipe.pipeline import run_nightly
+    from securepipe.pipeline import parse_run_date, run_nightly
 
     cfg = _load(args)
-    _log.info("generating %d synthetic rows per table for %s under %s", args.rows, args.date,
-              cfg.landing)
+    args.date = parse_run_date(args.date)
+    _log.info(
+        "generating %d synthetic rows per table for %s under %s", args.rows, args.date, cfg.landing
+    )
     generate_landing(cfg.landing, args.date, args.rows)
     spark = _session(cfg)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +39,7 @@ _TYPE_RE = re.compile(
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class Classification(str, Enum):
+class Classification(StrEnum):
     """How sensitive a column is; `pii` and `sensitive` may never be published in clear."""
 
     PUBLIC = "public"
@@ -180,7 +180,9 @@ class PipelineConfig(_Model):
             return self.tables[name]
         except KeyError:
             known = ", ".join(sorted(self.tables))
-            raise ConfigError(f"{self.source_file}: unknown table {name!r} (known: {known})") from None
+            raise ConfigError(
+                f"{self.source_file}: unknown table {name!r} (known: {known})"
+            ) from None
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -27,13 +27,41 @@ __all__ = [
 ]
 
 CUSTOMER_COLUMNS = (
-    "customer_id", "full_name", "email", "phone", "ssn", "date_of_birth", "street_address",
-    "city", "country", "region", "card_number", "balance", "signup_ts",
+    "customer_id",
+    "full_name",
+    "email",
+    "phone",
+    "ssn",
+    "date_of_birth",
+    "street_address",
+    "city",
+    "country",
+    "region",
+    "card_number",
+    "balance",
+    "signup_ts",
 )
-TRANSACTION_COLUMNS = ("txn_id", "customer_id", "card_number", "amount", "currency", "merchant", "ts")
+TRANSACTION_COLUMNS = (
+    "txn_id",
+    "customer_id",
+    "card_number",
+    "amount",
+    "currency",
+    "merchant",
+    "ts",
+)
 _COUNTRIES = (
-    ("DE", "EU"), ("FR", "EU"), ("ES", "EU"), ("IT", "EU"), ("NL", "EU"), ("IE", "EU"),
-    ("US", "NA"), ("CA", "NA"), ("JP", "APAC"), ("AU", "APAC"), ("SG", "APAC"),
+    ("DE", "EU"),
+    ("FR", "EU"),
+    ("ES", "EU"),
+    ("IT", "EU"),
+    ("NL", "EU"),
+    ("IE", "EU"),
+    ("US", "NA"),
+    ("CA", "NA"),
+    ("JP", "APAC"),
+    ("AU", "APAC"),
+    ("SG", "APAC"),
 )
 _CURRENCY = {"EU": "EUR", "NA": "USD", "APAC": "JPY"}
 _LOCALES = ["en_US", "de_DE", "fr_FR", "es_ES", "it_IT", "ja_JP"]
@@ -102,7 +130,9 @@ def _timestamps(rng: np.random.Generator, n: int, start: str, end: str) -> pd.Se
     return pd.Series((lo + secs).astype(str)).str.replace("T", " ", regex=False)
 
 
-def _customers_chunk(rng: np.random.Generator, pools: dict[str, np.ndarray], lo: int, hi: int) -> pd.DataFrame:
+def _customers_chunk(
+    rng: np.random.Generator, pools: dict[str, np.ndarray], lo: int, hi: int
+) -> pd.DataFrame:
     n = hi - lo
     ids = np.arange(lo, hi)
     country_idx = rng.integers(0, len(_COUNTRIES), size=n)
@@ -110,17 +140,25 @@ def _customers_chunk(rng: np.random.Generator, pools: dict[str, np.ndarray], lo:
     regions = np.array([r for _, r in _COUNTRIES])[country_idx]
     area = rng.integers(1, 666, size=n)
     ssn = (
-        _zfill(area, 3) + "-" + _zfill(rng.integers(1, 100, size=n), 2) + "-"
+        _zfill(area, 3)
+        + "-"
+        + _zfill(rng.integers(1, 100, size=n), 2)
+        + "-"
         + _zfill(rng.integers(1, 10000, size=n), 4)
     )
     phone = (
-        "+1-" + _zfill(rng.integers(201, 990, size=n), 3) + "-555-"
+        "+1-"
+        + _zfill(rng.integers(201, 990, size=n), 3)
+        + "-555-"
         + _zfill(rng.integers(0, 10000, size=n), 4)
     )
     domains = np.array(["example.com", "example.org", "example.net"])
     email = (
-        pd.Series(pools["user"][rng.integers(0, len(pools["user"]), size=n)]) + "."
-        + pd.Series(ids).astype(str) + "@" + pd.Series(domains[rng.integers(0, 3, size=n)])
+        pd.Series(pools["user"][rng.integers(0, len(pools["user"]), size=n)])
+        + "."
+        + pd.Series(ids).astype(str)
+        + "@"
+        + pd.Series(domains[rng.integers(0, 3, size=n)])
     )
     balance = pd.Series(rng.integers(-50_000, 5_000_000, size=n) / 100).map("{:.2f}".format)
     return pd.DataFrame(

@@ -33,7 +33,7 @@ def _jar_name(coordinate: str) -> tuple[str, str]:
 
 
 def local_jars(jars_dir: str | Path) -> list[Path]:
-    """The jar files for `MAVEN_COORDINATES` in `jars_dir`; `FileNotFoundError` names the missing."""
+    """The Delta jar files in `jars_dir`; `FileNotFoundError` names the missing ones."""
     folder = Path(jars_dir)
     paths = [folder / _jar_name(c)[1] for c in MAVEN_COORDINATES]
     missing = [p.name for p in paths if not p.is_file()]

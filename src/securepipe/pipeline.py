@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql import functions as F
 
 from securepipe import __version__
 from securepipe.config import PipelineConfig, TableConfig
@@ -29,6 +29,7 @@ __all__ = [
     "PARTITION_COLUMN",
     "RunResult",
     "TableResult",
+    "parse_run_date",
     "quarantine_path",
     "run_nightly",
     "storage_root",
@@ -126,8 +127,8 @@ def protect_batch(
         passthrough=(
             F.col(REASONS_COLUMN),
             apply_udf(raw_udf, F.col(RAW_RECORD_COLUMN)).alias(
-                RAW_RECORD_COLUMN, metadata={"securepipe.op": "encrypt",
-                                             "securepipe.key": table_cfg.quarantine_key}
+                RAW_RECORD_COLUMN,
+                metadata={"securepipe.op": "encrypt", "securepipe.key": table_cfg.quarantine_key},
             ),
             F.col(SOURCE_FILE_COLUMN),
             F.lit(run_date).cast("date").alias(PARTITION_COLUMN),
@@ -191,15 +192,24 @@ def run_table(
         quarantined = batch.where(is_bad).withColumn(RUN_ID_COLUMN, F.lit(run_id))
         ensure_table(spark, qpath, quarantined.schema, PARTITION_COLUMN, [RUN_ID_COLUMN])
         qcommit = replace_partition(
-            quarantined, qpath, PARTITION_COLUMN, run_date,
-            _compliance_record(run_id, cfg, table, run_date, "quarantine", reasons=reasons, **common),
+            quarantined,
+            qpath,
+            PARTITION_COLUMN,
+            run_date,
+            _compliance_record(
+                run_id, cfg, table, run_date, "quarantine", reasons=reasons, **common
+            ),
         )
 
         tpath = table_path(cfg, table)
         published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
         ensure_table(spark, tpath, published.schema, PARTITION_COLUMN, _stats_columns(table_cfg))
         record = _compliance_record(
-            run_id, cfg, table, run_date, "publish",
+            run_id,
+            cfg,
+            table,
+            run_date,
+            "publish",
             rows_quarantined=qcommit.rows_written,
             gates={"row_accounting": "pass"},
             **common,
@@ -229,8 +239,12 @@ def run_table(
     )
     _log.info(
         "table %s: read %d, published %d, quarantined %d, version %d (%.1fs)",
-        table, result.rows_read, result.rows_published, result.rows_quarantined,
-        result.table_version, result.seconds,
+        table,
+        result.rows_read,
+        result.rows_published,
+        result.rows_quarantined,
+        result.table_version,
+        result.seconds,
     )
     return result
 
@@ -249,6 +263,14 @@ def new_run_id(run_date: str) -> str:
     """A unique, sortable run id."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{run_date}_{stamp}_{uuid.uuid4().hex[:8]}"
+
+
+def parse_run_date(value: str | date) -> str:
+    """The ISO form of a run date; `ConfigError` for anything else."""
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ConfigError(f"run date {value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
 def run_nightly(
@@ -274,10 +296,7 @@ def run_nightly(
         ConfigError: a bad date or an unknown table.
         SecurePipeError: any refusal on the way (see `run_table`).
     """
-    try:
-        day = date.fromisoformat(str(run_date)).isoformat()
-    except ValueError:
-        raise ConfigError(f"run date {run_date!r} is not an ISO date (YYYY-MM-DD)") from None
+    day = parse_run_date(run_date)
     names = list(tables) if tables is not None else list(cfg.tables)
     for name in names:
         cfg.table(name)

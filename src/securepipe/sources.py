@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from securepipe.config import TableConfig
@@ -53,8 +53,10 @@ def read_landing(
     path = landing_path(landing_root, table_cfg, run_date)
     fmt = table_cfg.source.format
     declared = list(table_cfg.columns)
-    options = {"header": "true", **table_cfg.source.options} if fmt == "csv" else dict(
-        table_cfg.source.options
+    options = (
+        {"header": "true", **table_cfg.source.options}
+        if fmt == "csv"
+        else dict(table_cfg.source.options)
     )
     try:
         if fmt == "parquet":
@@ -87,5 +89,7 @@ def read_landing(
         return df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc.getCondition() or "") or "Path does not exist" in str(exc):
-            raise SourceError(f"table {table!r}: no landing files for {run_date} at {path}") from None
+            raise SourceError(
+                f"table {table!r}: no landing files for {run_date} at {path}"
+            ) from None
         raise

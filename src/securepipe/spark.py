@@ -43,7 +43,9 @@ SECURE_DEFAULTS: dict[str, str] = {
 }
 
 
-def configure_builder(builder: SparkSession.Builder, settings: SparkSettings) -> SparkSession.Builder:
+def configure_builder(
+    builder: SparkSession.Builder, settings: SparkSettings
+) -> SparkSession.Builder:
     """Add Delta Lake, the jars and securepipe's secure defaults to a session builder.
 
     Args:

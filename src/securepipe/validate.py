@@ -8,7 +8,7 @@ nothing is lost; the pipeline encrypts it before it is stored.
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql import functions as F
 
 from securepipe.config import TableConfig
 from securepipe.sources import CORRUPT_COLUMN

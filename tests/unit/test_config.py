@@ -29,13 +29,16 @@ def test_shipped_config_loads_and_hash_is_stable() -> None:
 
 def test_config_hash_changes_with_a_protection() -> None:
     base = load_config(CONF)
-    other = load_config(CONF, keys={**{k: v.model_dump() for k, v in base.keys.items()},
-                                    "extra": {"type": "aead"}})
+    other = load_config(
+        CONF, keys={**{k: v.model_dump() for k, v in base.keys.items()}, "extra": {"type": "aead"}}
+    )
     assert base.fingerprint() != other.fingerprint()
 
 
 def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["email"].pop("classification"))
+    path = _write(
+        tmp_path, lambda d: d["tables"]["customers"]["columns"]["email"].pop("classification")
+    )
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(err.value) == (
@@ -60,7 +63,9 @@ def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
         d["tables"]["customers"]["columns"]["full_name"]["protect"]["key"] = "contact_token"
 
-    with pytest.raises(ConfigError, match=r"column 'full_name': key 'contact_token' has type 'hmac'"):
+    with pytest.raises(
+        ConfigError, match=r"column 'full_name': key 'contact_token' has type 'hmac'"
+    ):
         load_config(_write(tmp_path, mutate))
 
 
@@ -86,21 +91,34 @@ def test_wrong_type_names_the_column(tmp_path: Path) -> None:
 
 def test_wrong_value_type_names_the_key(tmp_path: Path) -> None:
     path = _write(tmp_path, lambda d: d["spark"].__setitem__("shuffle_partitions", "many"))
-    with pytest.raises(ConfigError, match=r"key 'spark.shuffle_partitions': Input should be a valid integer"):
+    with pytest.raises(
+        ConfigError, match=r"key 'spark.shuffle_partitions': Input should be a valid integer"
+    ):
         load_config(path)
 
 
 def test_personal_data_cannot_be_kept_in_clear(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__(
-        "protect", {"op": "keep"}))
-    with pytest.raises(ConfigError, match=r"table 'customers', column 'ssn': classification 'pii' cannot be published in clear"):
+    path = _write(
+        tmp_path,
+        lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__("protect", {"op": "keep"}),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"table 'customers', column 'ssn': classification 'pii' cannot be published in clear",
+    ):
         load_config(path)
 
 
 def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
-    path = _write(tmp_path, lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__(
-        "protect", {"op": "scramble"}))
-    with pytest.raises(ConfigError, match=r"column 'ssn': unknown protection op 'scramble' \(known: .*encrypt"):
+    path = _write(
+        tmp_path,
+        lambda d: d["tables"]["customers"]["columns"]["ssn"].__setitem__(
+            "protect", {"op": "scramble"}
+        ),
+    )
+    with pytest.raises(
+        ConfigError, match=r"column 'ssn': unknown protection op 'scramble' \(known: .*encrypt"
+    ):
         load_config(path)
 
 
@@ -108,7 +126,10 @@ def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
         d["tables"]["customers"]["columns"]["full_name"]["protect"]["mode"] = "ECB"
 
-    with pytest.raises(ConfigError, match=r"column 'full_name': operator 'encrypt' has no parameter\(s\) \['mode'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"column 'full_name': operator 'encrypt' has no parameter\(s\) \['mode'\]",
+    ):
         load_config(_write(tmp_path, mutate))
 
 

@@ -1,7 +1,7 @@
 """Value-level encryption and tokenization used by the Spark UDFs and by authorised readers.
 
-Associated data binds every ciphertext to ``<table>.<column>`` and the key version, so a value copied
-into another column or table, or relabelled with another version, fails to decrypt.
+Associated data binds every ciphertext to ``<table>.<column>`` and the key version, so a value
+copied into another column or table, or relabelled with another version, fails to decrypt.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def encrypt_value(key: bytes, version: int, table: str, column: str, plaintext: 
     Returns:
         The envelope bytes.
     """
-    return p.gcm_seal(key, version, plaintext.encode("utf-8"), associated_data(table, column, version))
+    return p.gcm_seal(
+        key, version, plaintext.encode("utf-8"), associated_data(table, column, version)
+    )
 
 
 def decrypt_value(keys: dict[int, bytes], table: str, column: str, envelope: bytes) -> str:

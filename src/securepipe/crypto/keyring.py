@@ -143,7 +143,10 @@ class Keyring:
         entry = self._entry(name)
         wrapped = {int(v): base64.b64decode(d["wrapped"]) for v, d in entry["versions"].items()}
         return KeyHandle(
-            name=name, type=entry["type"], current=int(entry["current"]), wrapped=wrapped,
+            name=name,
+            type=entry["type"],
+            current=int(entry["current"]),
+            wrapped=wrapped,
             kms=self._spec,
         )
 

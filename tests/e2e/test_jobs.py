@@ -1,0 +1,117 @@
+"""The jobs as a user runs them: spark-submit and the `securepipe` command, with exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from securepipe.generate import generate_landing
+from securepipe.jars import local_jars
+from tests.conftest import CONF, ROOT
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def _config(tmp: Path, **spark: object) -> Path:
+    doc = yaml.safe_load(CONF.read_text())
+    doc["lakehouse"] = str(tmp / "lakehouse")
+    doc["landing"] = str(tmp / "landing")
+    doc["keystore"] = {"provider": "local", "path": str(tmp / "secrets")}
+    doc["spark"].update(
+        {
+            "shuffle_partitions": 2,
+            "ui_enabled": False,
+            "jars_dir": str(ROOT / ".cache" / "jars"),
+            "conf": {"spark.databricks.delta.snapshotPartitions": "2"},
+            **spark,
+        }
+    )
+    path = tmp / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def test_spark_submit_nightly_publishes_and_exits_0(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, jars="provided", master=None)
+    generate_landing(tmp_path / "landing", "2026-11-27", rows=100)
+    jars = ",".join(str(p) for p in local_jars(ROOT / ".cache" / "jars"))
+    proc = subprocess.run(
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[2]",
+            "--jars",
+            jars,
+            "--conf",
+            "spark.ui.enabled=false",
+            str(ROOT / "jobs" / "nightly.py"),
+            "--config",
+            str(cfg),
+            "--date",
+            "2026-11-27",
+            "--tables",
+            "customers",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "customers" in proc.stdout and "104" in proc.stdout
+    assert (tmp_path / "lakehouse" / "tables" / "customers" / "_delta_log").is_dir()
+
+
+def test_bad_config_exits_1_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    doc = yaml.safe_load(cfg.read_text())
+    del doc["tables"]["customers"]["columns"]["ssn"]["classification"]
+    cfg.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run(
+        [str(BIN / "securepipe"), "run", "--config", str(cfg), "--date", "2026-11-27"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("securepipe: error:")]
+    assert errors == [
+        f"securepipe: error: {cfg}: table 'customers', column 'ssn', key 'classification': "
+        "Field required"
+    ]
+
+
+def test_bad_date_exits_1(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            str(BIN / "securepipe"),
+            "run",
+            "--config",
+            str(_config(tmp_path)),
+            "--date",
+            "28/11/2026",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "securepipe: error: run date '28/11/2026' is not an ISO date" in proc.stderr

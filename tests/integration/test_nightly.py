@@ -1,0 +1,249 @@
+"""The nightly job on a small synthetic batch: counts, quarantine, idempotency, no leaks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from securepipe.crypto import keycache
+from securepipe.crypto.envelope import decrypt_value, hmac_token
+from securepipe.crypto.keyring import Keyring
+from securepipe.errors import SchemaDriftError, SourceError
+from securepipe.generate import generate_landing
+from securepipe.pipeline import quarantine_path, run_nightly, table_path
+from tests.conftest import make_config
+from tests.integration.leakscan import find_plaintext, parquet_files
+
+pytestmark = pytest.mark.spark
+
+RUN_DATE = "2026-11-28"
+ROWS = 200
+PII_COLUMNS = ("full_name", "email", "phone", "ssn", "card_number", "street_address")
+
+
+@pytest.fixture(scope="module")
+def nightly(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("nightly")
+    cfg = make_config(tmp)
+    batches = generate_landing(cfg.landing, RUN_DATE, rows=ROWS, seed=11)
+    first = run_nightly(spark, cfg, RUN_DATE)
+    return {"cfg": cfg, "tmp": tmp, "batches": batches, "first": first}
+
+
+def _landing_values(path: Path, columns: tuple[str, ...]) -> set[str]:
+    with path.open(encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return {row[c] for row in reader for c in columns if row.get(c)}
+
+
+def _keys(cfg, name):  # type: ignore[no-untyped-def]
+    return keycache.data_keys(Keyring(cfg.keystore).handle(name))
+
+
+def test_published_equals_read_minus_quarantined(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    for result in nightly["first"].tables:
+        landing_rows = nightly["batches"][result.table].rows
+        assert result.rows_read == landing_rows
+        assert result.rows_quarantined == nightly["batches"][result.table].malformed == 4
+        assert result.rows_published == landing_rows - result.rows_quarantined
+        published = spark.read.format("delta").load(result.table_path)
+        assert published.count() == result.rows_published
+
+
+def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    reasons = sorted(tuple(r["_reasons"]) for r in q.select("_reasons").collect())
+    assert all(reasons)
+    assert reasons == sorted(
+        [
+            ("INVALID_DATE:date_of_birth",),
+            ("MISSING_KEY:customer_id",),
+            ("INVALID_DECIMAL:balance",),
+            ("MALFORMED_RECORD",),
+        ]
+    )
+    tq = spark.read.format("delta").load(quarantine_path(cfg, "transactions"))
+    codes = {c for r in tq.select("_reasons").collect() for c in r["_reasons"]}
+    assert codes == {
+        "INVALID_DECIMAL:amount",
+        "MISSING_KEY:txn_id",
+        "INVALID_TIMESTAMP:ts",
+        "MALFORMED_RECORD",
+    }
+    assert {r["_run_id"] for r in q.select("_run_id").collect()} == {nightly["first"].run_id}
+
+
+def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    assert dict(q.dtypes)["_raw_record"] == "binary"
+    keys = _keys(cfg, "quarantine")
+    raws = [
+        decrypt_value(keys, "customers", "_raw_record", bytes(r[0]))
+        for r in q.select("_raw_record").collect()
+    ]
+    assert any("1985-13-45" in raw for raw in raws)
+    assert any("unexpected-extra-field" in raw for raw in raws)
+
+
+def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    landing = nightly["batches"]["customers"].path
+    with landing.open(encoding="utf-8") as fh:
+        source = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    assert dict(df.dtypes)["full_name"] == "binary"
+    pii = _keys(cfg, "customer_pii")
+    contact = _keys(cfg, "contact_token")[1]
+    for row in df.select("customer_id", "full_name", "email", "date_of_birth").limit(25).collect():
+        original = source[row["customer_id"]]
+        assert (
+            decrypt_value(pii, "customers", "full_name", bytes(row["full_name"]))
+            == original["full_name"]
+        )
+        assert (
+            decrypt_value(pii, "customers", "date_of_birth", bytes(row["date_of_birth"]))
+            == original["date_of_birth"]
+        )
+        assert row["email"] == hmac_token(contact, original["email"])
+
+
+def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    key = _keys(cfg, "customer_pii")[1]
+    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    out = (
+        df.select(
+            "full_name",
+            F.expr(
+                f"cast(aes_decrypt(substring(full_name, 6), unhex('{key.hex()}'), 'GCM', "
+                "'DEFAULT', 'securepipe:customers.full_name:v1') as string)"
+            ).alias("clear"),
+        )
+        .limit(20)
+        .collect()
+    )
+    for row in out:
+        assert row["clear"] == decrypt_value(
+            {1: key}, "customers", "full_name", bytes(row["full_name"])
+        )
+
+
+def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    key = _keys(cfg, "customer_pii")[1]
+    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    expr = (
+        f"try_aes_decrypt(substring(full_name, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
+        "'securepipe:customers.street_address:v1')"
+    )
+    assert df.select(F.expr(expr).alias("x")).where("x is not null").count() == 0
+
+
+def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    from delta.tables import DeltaTable
+
+    cfg, first = nightly["cfg"], nightly["first"]
+    last = DeltaTable.forPath(spark, table_path(cfg, "customers")).history(1).collect()[0]
+    record = json.loads(last["userMetadata"])
+    assert record["run_id"] == first.run_id
+    assert record["config_hash"] == cfg.fingerprint()
+    assert record["key_versions"] == {
+        "contact_token": 1,
+        "customer_pii": 1,
+        "payment_token": 1,
+        "quarantine": 1,
+    }
+
+
+def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:  # type: ignore[no-untyped-def]
+    values = _landing_values(nightly["batches"]["customers"].path, PII_COLUMNS)
+    values |= _landing_values(nightly["batches"]["transactions"].path, ("card_number",))
+    assert len(values) > 5 * ROWS
+    root = Path(nightly["cfg"].lakehouse)
+    assert parquet_files(root)
+    assert find_plaintext(root, values) == []
+
+
+def test_delta_log_statistics_only_cover_clear_columns(nightly) -> None:  # type: ignore[no-untyped-def]
+    log = Path(table_path(nightly["cfg"], "customers")) / "_delta_log"
+    stats = [
+        json.loads(json.loads(line)["add"]["stats"])
+        for f in sorted(log.glob("*.json"))
+        for line in f.read_text().splitlines()
+        if '"add"' in line
+    ]
+    assert stats
+    for s in stats:
+        assert set(s["minValues"]) <= {
+            "customer_id",
+            "city",
+            "country",
+            "region",
+            "balance",
+            "signup_ts",
+        }
+
+
+def test_independent_delta_rs_reader_reads_the_table(nightly) -> None:  # type: ignore[no-untyped-def]
+    from deltalake import DeltaTable
+
+    result = next(t for t in nightly["first"].tables if t.table == "customers")
+    dt = DeltaTable(result.table_path)
+    assert dt.version() == result.table_version
+    table = dt.to_pyarrow_table()
+    assert table.num_rows == result.rows_published
+    assert "full_name" in table.column_names and "run_date" in table.column_names
+
+
+def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = nightly["cfg"]
+    pii = _keys(cfg, "customer_pii")
+
+    def content():  # type: ignore[no-untyped-def]
+        df = spark.read.format("delta").load(table_path(cfg, "customers"))
+        return sorted(
+            (
+                r["customer_id"],
+                r["email"],
+                r["balance"],
+                decrypt_value(pii, "customers", "full_name", bytes(r["full_name"])),
+            )
+            for r in df.collect()
+        )
+
+    before = content()
+    second = run_nightly(spark, cfg, RUN_DATE, tables=["customers"])
+    assert second.tables[0].table_version == nightly["first"].tables[0].table_version + 1
+    after = content()
+    assert len(after) == len(before) == ROWS
+    assert after == before
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    assert q.count() == 4
+
+
+def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_config(tmp_path)
+    folder = Path(cfg.landing) / "customers" / RUN_DATE
+    folder.mkdir(parents=True)
+    header = (
+        "customer_id,full_name,email,phone,ssn,date_of_birth,street_address,city,country,"
+        "region,card_number,balance,signup_ts,passport_no\n"
+    )
+    (folder / "part-0.csv").write_text(header)
+    with pytest.raises(
+        SchemaDriftError, match=r"table 'customers': landing column\(s\) 'passport_no'"
+    ):
+        run_nightly(spark, cfg, RUN_DATE, tables=["customers"])
+    assert not Path(table_path(cfg, "customers")).exists()
+
+
+def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_config(tmp_path)
+    with pytest.raises(SourceError, match=r"table 'customers': no landing files for 2026-01-01"):
+        run_nightly(spark, cfg, "2026-01-01", tables=["customers"])
