@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: setup jars demo test unit lint typecheck clean
+.PHONY: setup jars system-deps demo test unit lint typecheck clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ $(JARS_DIR)/.fetched: src/securepipe/jars.py | $(STAMP)
 ## setup: virtualenv, package and dev tools, Delta jars (cached in .cache/jars)
 setup: $(STAMP) $(JARS_DIR)/.fetched
 jars: $(JARS_DIR)/.fetched
+
+## system-deps: Debian packages for the HSM tests (SoftHSM2); needs root or sudo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v softhsm2-util >/dev/null 2>&1 || \
+	  { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q softhsm2 || \
+	    { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q softhsm2; }; }
 
 ## demo: synthetic batch → nightly job on local Spark → ./lakehouse (master key in ./.secrets)
 demo: setup

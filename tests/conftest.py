@@ -52,3 +52,111 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+@pytest.fixture(scope="session")
+def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One SoftHSM2 token for the test session (PKCS#11 login state is per process)."""
+    import shutil
+    import subprocess
+
+    util = shutil.which("softhsm2-util")
+    if util is None or not Path(SOFTHSM_MODULE).exists():
+        pytest.skip("SoftHSM2 is not installed: apt-get install softhsm2 (.ci/run does)")
+    tmp = tmp_path_factory.mktemp("softhsm")
+    tokens = tmp / "tokens"
+    tokens.mkdir()
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    pin = os.urandom(8).hex()
+    saved = {k: os.environ.get(k) for k in ("SOFTHSM2_CONF", "SECUREPIPE_PKCS11_PIN")}
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            util,
+            "--init-token",
+            "--free",
+            "--label",
+            "securepipe-test",
+            "--so-pin",
+            os.urandom(8).hex(),
+            "--pin",
+            pin,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield {
+        "module": SOFTHSM_MODULE,
+        "token_label": "securepipe-test",
+        "conf": str(conf),
+        "pin": pin,
+    }
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def softhsm(softhsm_token: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The session's SoftHSM2 token, with its PIN in the environment for this test."""
+    monkeypatch.setenv("SECUREPIPE_PKCS11_PIN", softhsm_token["pin"])
+    return softhsm_token
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """`moto_server` on 127.0.0.1 (AWS KMS and S3 APIs); stopped at the end of the session."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 - loopback
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fake AWS credentials in the environment and a fresh KMS key on the moto server."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    client = boto3.client("kms", region_name="eu-west-1", endpoint_url=moto_server)
+    key_id = client.create_key(Description="securepipe test KEK")["KeyMetadata"]["KeyId"]
+    return {"endpoint_url": moto_server, "key_id": key_id, "region": "eu-west-1"}

@@ -1,4 +1,4 @@
-"""`securepipe` command line: run | demo | generate | keys | history.
+"""`securepipe` command line: run | demo | generate | keys | reencrypt | history.
 
 Exit codes (what schedulers rely on): 0 ok, 2 a compliance gate refused the batch, 1 any other
 error. Errors print one line on stderr that names the file, table, column or key at fault and
@@ -122,9 +122,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from securepipe.crypto.keyring import Keyring
+    from securepipe.crypto.keyring import Keyring, rotate_local_master_key
 
     cfg = _load(args)
+    if args.action == "rewrap":
+        if args.to:
+            new_store = load_config(args.to).keystore
+            kek = Keyring(cfg.keystore).rewrap(new_store)
+            print(f"re-wrapped every data key under {kek}; point keystore: at it (see {args.to})")
+        elif cfg.keystore.provider == "local":
+            kek = rotate_local_master_key(cfg.keystore)
+            print(
+                f"new local master key {kek}; the old one is kept as *.retired-* in "
+                f"{cfg.keystore.path}: destroy it once older backups expire"
+            )
+        else:
+            raise SecurePipeError("keys rewrap needs --to CONFIG naming the new KEK")
     keyring = Keyring(cfg.keystore, create=args.action == "init")
     if args.action == "init":
         created = keyring.ensure(cfg.keys)
@@ -136,6 +149,28 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     for key in keyring.describe():
         versions = ", ".join(f"v{v} {created}" for v, created in key["versions"].items())
         print(f"{key['name']:<16}{key['type']:<6} current v{key['current']}  ({versions})")
+    return 0
+
+
+def _cmd_reencrypt(args: argparse.Namespace) -> int:
+    from securepipe.pipeline import new_run_id, resolve_keys, table_path
+    from securepipe.rotation import reencrypt_table
+
+    cfg = _load(args)
+    cfg.table(args.table)
+    keys = resolve_keys(cfg, [args.table])
+    spark = _session(cfg)
+    try:
+        commit = reencrypt_table(
+            spark, cfg, args.table, table_path(cfg, args.table), keys, new_run_id("reencrypt")
+        )
+    finally:
+        spark.stop()
+    versions = ", ".join(f"{k} v{h.current}" for k, h in keys.items())
+    print(
+        f"{args.table}: re-encrypted {commit.rows_written} rows as version {commit.version} "
+        f"({versions})"
+    )
     return 0
 
 
@@ -183,9 +218,16 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     keys = sub.add_parser("keys", parents=[common], help="manage data keys")
-    keys.add_argument("action", choices=["init", "list", "rotate"])
-    keys.add_argument("name", nargs="?")
+    keys.add_argument("action", choices=["init", "list", "rotate", "rewrap"])
+    keys.add_argument("name", nargs="?", help="key to rotate")
+    keys.add_argument("--to", help="rewrap: a config whose keystore: names the new KEK")
     keys.set_defaults(func=_cmd_keys)
+
+    reenc = sub.add_parser(
+        "reencrypt", parents=[common], help="rewrite a table under the newest key versions"
+    )
+    reenc.add_argument("table")
+    reenc.set_defaults(func=_cmd_reencrypt)
 
     hist = sub.add_parser("history", parents=[common], help="commits and compliance records")
     hist.add_argument("table")

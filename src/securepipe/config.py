@@ -21,11 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from securepipe.errors import ConfigError
 
 __all__ = [
+    "AwsKmsConfig",
     "Classification",
     "ColumnConfig",
     "KeyConfig",
     "KeyStoreConfig",
     "PipelineConfig",
+    "Pkcs11Config",
     "ProtectSpec",
     "SourceConfig",
     "SparkSettings",
@@ -125,16 +127,47 @@ class TableConfig(_Model):
 
 
 class KeyConfig(_Model):
-    """A named data key; its type fixes which operators may use it."""
+    """A named data key; its type fixes which operators may use it.
 
-    type: Literal["aead", "hmac"]
+    `aead`: AES-256-GCM (encrypt); `hmac`: HMAC-SHA256 (tokenize kind hmac); `daead`: AES-256-SIV
+    (tokenize kind daead); `fpe`: AES-256 FF1 (fpe).
+    """
+
+    type: Literal["aead", "hmac", "daead", "fpe"]
+
+
+class Pkcs11Config(_Model):
+    """An HSM reached through a PKCS#11 module; the PIN is read from an environment variable."""
+
+    module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    token_label: str
+    key_label: str = "securepipe-kek"
+    pin_env: str = "SECUREPIPE_PKCS11_PIN"
+
+
+class AwsKmsConfig(_Model):
+    """An AWS KMS key; credentials come from the environment (never from this file)."""
+
+    key_id: str
+    region: str = "eu-west-1"
+    endpoint_url: str | None = None
 
 
 class KeyStoreConfig(_Model):
-    """Where the master key (KEK) and the wrapped data keys live."""
+    """Where the KEK lives (provider) and where the wrapped data keys are kept (path)."""
 
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "pkcs11", "aws-kms"] = "local"
     path: str = "./.secrets"
+    pkcs11: Pkcs11Config | None = None
+    aws: AwsKmsConfig | None = None
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> KeyStoreConfig:
+        if self.provider == "pkcs11" and self.pkcs11 is None:
+            raise ValueError("provider 'pkcs11' needs a pkcs11: section")
+        if self.provider == "aws-kms" and self.aws is None:
+            raise ValueError("provider 'aws-kms' needs an aws: section")
+        return self
 
 
 class SparkSettings(_Model):

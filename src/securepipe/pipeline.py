@@ -116,6 +116,12 @@ def protect_batch(
         `_source_file` and `run_date`. No column holds plaintext of a protected column.
     """
     parsed = parse_rows(df, table_cfg)
+    # A rejected row keeps its values in the encrypted raw record; format-preserving columns are
+    # not tokenized for it (its value may be outside the FF1 domain).
+    rejected = F.size(REASONS_COLUMN) > 0
+    for name, col in table_cfg.columns.items():
+        if col.protect.op == "fpe":
+            parsed = parsed.withColumn(name, F.when(~rejected, F.col(name)))
     raw_udf = build_encrypt_udf(table, RAW_RECORD_COLUMN, keys[table_cfg.quarantine_key])
     # The raw record is encrypted in the same projection as the columns: plaintext never
     # reaches a later stage.

@@ -74,9 +74,13 @@ def read_landing(
             if fmt == "csv"
             else probe.option("samplingRatio", "0.01").json(path).columns
         )
-        _check_columns(table, [c for c in found if c != CORRUPT_COLUMN], declared, path)
+        found = [c for c in found if c != CORRUPT_COLUMN]
+        _check_columns(table, found, declared, path)
+        # CSV columns are matched by position: read in the header's order, and let Spark check
+        # every file's header against it (enforceSchema=false) so that a file whose columns are
+        # in another order fails instead of shifting values into the wrong columns.
         schema = StructType(
-            [StructField(c, StringType(), True) for c in declared]
+            [StructField(c, StringType(), True) for c in found]
             + [StructField(CORRUPT_COLUMN, StringType(), True)]
         )
         reader = (
@@ -84,9 +88,12 @@ def read_landing(
             .schema(schema)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+            .option("enforceSchema", "false")
         )
         df = reader.csv(path) if fmt == "csv" else reader.json(path)
-        return df.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
+        return df.select(
+            *declared, CORRUPT_COLUMN, F.col("_metadata.file_path").alias(SOURCE_FILE_COLUMN)
+        )
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc.getCondition() or "") or "Path does not exist" in str(exc):
             raise SourceError(

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from securepipe.config import TableConfig
 from securepipe.sources import CORRUPT_COLUMN
 
-__all__ = ["RAW_RECORD_COLUMN", "REASONS_COLUMN", "parse_rows", "reason_codes"]
+__all__ = ["RAW_RECORD_COLUMN", "REASONS_COLUMN", "parse_rows", "reason_codes", "spark_type"]
 
 REASONS_COLUMN = "_reasons"
 RAW_RECORD_COLUMN = "_raw_record"
@@ -21,14 +21,26 @@ RAW_RECORD_COLUMN = "_raw_record"
 _SPARK_TYPE = {"integer": "int", "bigint": "long", "float": "double"}
 
 
-def _spark_type(declared: str) -> str:
+def spark_type(declared: str) -> str:
+    """The Spark SQL type name of a declared column type."""
     return _SPARK_TYPE.get(declared, declared)
 
 
 def _typed(name: str, declared: str) -> Column:
     if declared == "string":
         return F.col(name)
-    return F.col(name).try_cast(_spark_type(declared))
+    return F.col(name).try_cast(spark_type(declared))
+
+
+def _fpe_too_short(name: str, params: dict[str, object]) -> Column:
+    """True where a value has fewer alphabet characters than FF1's domain allows."""
+    from securepipe.crypto.tokens import fpe_min_length
+    from securepipe.protect.operators import fpe_alphabet
+
+    alphabet = fpe_alphabet(params)
+    klass = "".join("\\" + ch if ch in "\\]^-[&" else ch for ch in alphabet)
+    kept = F.regexp_replace(F.col(name), f"[^{klass}]", "")
+    return F.col(name).isNotNull() & (F.length(kept) < fpe_min_length(alphabet))
 
 
 def reason_codes(table_cfg: TableConfig) -> list[str]:
@@ -36,9 +48,11 @@ def reason_codes(table_cfg: TableConfig) -> list[str]:
     codes = ["MALFORMED_RECORD", f"MISSING_KEY:{table_cfg.key}"]
     for name, col in table_cfg.columns.items():
         if col.type != "string":
-            codes.append(f"INVALID_{_spark_type(col.type).split('(')[0].upper()}:{name}")
+            codes.append(f"INVALID_{spark_type(col.type).split('(')[0].upper()}:{name}")
         if not col.nullable and name != table_cfg.key:
             codes.append(f"MISSING_VALUE:{name}")
+        if col.protect.op == "fpe":
+            codes.append(f"INVALID_FORMAT:{name}")
     return codes
 
 
@@ -60,12 +74,16 @@ def parse_rows(df: DataFrame, table_cfg: TableConfig) -> DataFrame:
     ]
     for name, col in table_cfg.columns.items():
         if col.type != "string":
-            code = f"INVALID_{_spark_type(col.type).split('(')[0].upper()}:{name}"
+            code = f"INVALID_{spark_type(col.type).split('(')[0].upper()}:{name}"
             checks.append(
                 F.when(F.col(name).isNotNull() & _typed(name, col.type).isNull(), F.lit(code))
             )
         if not col.nullable and name != table_cfg.key:
             checks.append(F.when(F.col(name).isNull(), F.lit(f"MISSING_VALUE:{name}")))
+        if col.protect.op == "fpe":
+            # FF1 cannot encrypt fewer than ~6 digits: such a value is not of the declared format.
+            too_short = _fpe_too_short(name, col.protect.params)
+            checks.append(F.when(too_short, F.lit(f"INVALID_FORMAT:{name}")))
     reasons = F.array_compact(F.array(*checks))
     raw = F.coalesce(
         F.col(CORRUPT_COLUMN), F.to_json(F.struct(*[F.col(c) for c in table_cfg.columns]))

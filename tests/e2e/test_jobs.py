@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def _config(tmp: Path, **spark: object) -> Path:
         }
     )
     path = tmp / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -76,13 +77,27 @@ def test_spark_submit_nightly_publishes_and_exits_0(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "customers" in proc.stdout and "104" in proc.stdout
     assert (tmp_path / "lakehouse" / "tables" / "customers" / "_delta_log").is_dir()
+    # No key material in anything the job printed (driver, executors, Spark's own logging).
+    from securepipe.config import KeyStoreConfig
+    from securepipe.crypto import keycache
+    from securepipe.crypto.keyring import Keyring
+
+    store = KeyStoreConfig(provider="local", path=str(tmp_path / "secrets"))
+    ring = Keyring(store)
+    output = proc.stdout + proc.stderr
+    master = (tmp_path / "secrets" / "master.key").read_text().strip()
+    assert master not in output
+    for name in ring.names():
+        for key in keycache.data_keys(ring.handle(name)).values():
+            assert key.hex() not in output.lower()
+            assert base64.b64encode(key).decode() not in output
 
 
 def test_bad_config_exits_1_with_one_line_naming_the_file(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     doc = yaml.safe_load(cfg.read_text())
     del doc["tables"]["customers"]["columns"]["ssn"]["classification"]
-    cfg.write_text(yaml.safe_dump(doc))
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     proc = subprocess.run(
         [str(BIN / "securepipe"), "run", "--config", str(cfg), "--date", "2026-11-27"],
         capture_output=True,

@@ -157,7 +157,9 @@ def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type:
         "contact_token": 1,
         "customer_pii": 1,
         "payment_token": 1,
+        "phone_token": 1,
         "quarantine": 1,
+        "ssn_fpe": 1,
     }
 
 
@@ -247,3 +249,63 @@ def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # typ
     cfg = make_config(tmp_path)
     with pytest.raises(SourceError, match=r"table 'customers': no landing files for 2026-01-01"):
         run_nightly(spark, cfg, "2026-01-01", tables=["customers"])
+
+
+def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from securepipe.pipeline import resolve_keys
+    from securepipe.protect.reverse import reveal
+
+    cfg = nightly["cfg"]
+    with nightly["batches"]["customers"].path.open(encoding="utf-8") as fh:
+        source = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    rows = df.select("customer_id", "ssn", "phone").limit(20).collect()
+    assert all(re.fullmatch(r"\d{3}-\d{2}-\d{4}", r["ssn"]) for r in rows)
+    assert all(r["ssn"] != source[r["customer_id"]]["ssn"] for r in rows)
+    keys = resolve_keys(cfg, ["customers"])
+    clear = (
+        reveal(df, "customers", cfg.table("customers"), keys, ["ssn", "phone", "date_of_birth"])
+        .limit(20)
+        .collect()
+    )
+    for r in clear:
+        original = source[r["customer_id"]]
+        assert (r["ssn"], r["phone"], str(r["date_of_birth"])) == (
+            original["ssn"],
+            original["phone"],
+            original["date_of_birth"],
+        )
+
+
+def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_config(tmp_path)
+    folder = Path(cfg.landing) / "customers" / RUN_DATE
+    folder.mkdir(parents=True)
+    columns = list(cfg.table("customers").columns)[::-1]  # reversed order upstream
+    good = {
+        "customer_id": "C1",
+        "full_name": "Ada Byron",
+        "email": "ada@example.com",
+        "phone": "+1-202-555-0100",
+        "ssn": "123-45-6789",
+        "date_of_birth": "1815-12-10",
+        "street_address": "1 St James's Sq",
+        "city": "London",
+        "country": "GB",
+        "region": "EU",
+        "card_number": "4111111111111111",
+        "balance": "10.00",
+        "signup_ts": "2020-01-01 00:00:00",
+    }
+    short = {**good, "customer_id": "C2", "ssn": "12-34"}
+    with (folder / "part-0.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([good, short])
+    result = run_nightly(spark, cfg, RUN_DATE, tables=["customers"]).tables[0]
+    assert (result.rows_published, result.rows_quarantined) == (1, 1)
+    assert result.reasons == {"INVALID_FORMAT:ssn": 1}
+    row = spark.read.format("delta").load(table_path(cfg, "customers")).collect()[0]
+    assert (row["customer_id"], row["city"], str(row["balance"])) == ("C1", "London", "10.00")

@@ -13,7 +13,7 @@ import os
 import struct
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
 from securepipe.errors import DecryptionError
 
@@ -67,6 +67,19 @@ def hmac_state(key: bytes) -> hmac.HMAC:
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA256 of `message` under `key`."""
     return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def siv_seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Deterministic AES-SIV (RFC 5297): the same input gives the same output."""
+    return AESSIV(key).encrypt(plaintext, [aad])
+
+
+def siv_open(key: bytes, data: bytes, aad: bytes) -> bytes:
+    """Inverse of `siv_seal`; any failure is one opaque `DecryptionError`."""
+    try:
+        return AESSIV(key).decrypt(data, [aad])
+    except (InvalidTag, ValueError):
+        raise DecryptionError() from None
 
 
 def random_key(length: int = KEY_LEN) -> bytes:

@@ -54,11 +54,18 @@ class Operator(ABC):
             key = keys.get(key_name)
             if key is None:
                 raise ValueError(f"unknown key {key_name!r} (declare it under keys:)")
-            if key.type != self.key_type:
-                raise ValueError(
-                    f"key {key_name!r} has type {key.type!r}; operator {self.name!r} "
-                    f"needs a {self.key_type!r} key"
-                )
+            self._check_key_type(params, key, key_name)
+
+    def _check_key_type(self, params: Mapping[str, Any], key: KeyConfig, key_name: str) -> None:
+        if key.type != self.key_type:
+            raise ValueError(
+                f"key {key_name!r} has type {key.type!r}; operator {self.name!r} "
+                f"needs a {self.key_type!r} key"
+            )
+
+    def is_reversible(self, params: Mapping[str, Any]) -> bool:
+        """Whether an authorised reader can get the value back."""
+        return self.reversible
 
     def key_name(self, params: Mapping[str, Any]) -> str | None:
         """The key this operator uses with `params`, if any."""

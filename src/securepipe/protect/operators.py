@@ -1,19 +1,55 @@
-"""Built-in protection operators (one class each)."""
+"""Built-in protection operators (one class each), registered by name.
+
+Cryptographic operators run as vectorised UDFs (`securepipe.protect.udfs`); masks are plain Spark
+expressions. Null stays null everywhere.
+"""
 
 from __future__ import annotations
 
-from pyspark.sql import Column
+import itertools
+from collections.abc import Mapping
+from typing import Any
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from securepipe.config import ColumnConfig, KeyConfig
+from securepipe.crypto.tokens import ALPHABETS
 from securepipe.protect.base import ColumnContext, Operator
 from securepipe.protect.registry import register_operator
-from securepipe.protect.udfs import apply_udf, build_encrypt_udf, build_hmac_udf
+from securepipe.protect.udfs import (
+    apply_udf,
+    build_daead_udf,
+    build_encrypt_udf,
+    build_fpe_udf,
+    build_hmac_udf,
+)
 
-__all__ = ["Drop", "Encrypt", "Keep", "Tokenize"]
+__all__ = [
+    "Bucket",
+    "Drop",
+    "Encrypt",
+    "Fpe",
+    "Generalize",
+    "Keep",
+    "Nullify",
+    "Partial",
+    "Redact",
+    "Tokenize",
+    "fpe_alphabet",
+]
+
+_NUMERIC = ("int", "integer", "long", "bigint", "double", "float")
 
 
-def _require_key(ctx: ColumnContext) -> None:
+def _key(ctx: ColumnContext):  # type: ignore[no-untyped-def]
     if ctx.key is None:  # validated earlier; a programming error if reached
         raise RuntimeError(f"no key resolved for {ctx.table}.{ctx.column}")
+    return ctx.key
+
+
+def _null_safe(col: Column, expr: Column) -> Column:
+    return F.when(col.isNull(), F.lit(None).cast("string")).otherwise(expr)
 
 
 @register_operator
@@ -48,31 +84,218 @@ class Encrypt(Operator):
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """Binary envelope of the value (null stays null)."""
-        _require_key(ctx)
-        assert ctx.key is not None
-        return apply_udf(build_encrypt_udf(ctx.table, ctx.column, ctx.key), col)
+        return apply_udf(build_encrypt_udf(ctx.table, ctx.column, _key(ctx)), col)
 
 
 @register_operator
 class Tokenize(Operator):
-    """Deterministic, joinable token. `kind: hmac` is HMAC-SHA256 (irreversible)."""
+    """Deterministic, joinable token: `kind: hmac` (irreversible) or `kind: daead` (AES-SIV)."""
 
     name = "tokenize"
     key_type = "hmac"
     required = frozenset({"kind"})
+    _kinds = {"hmac": "hmac", "daead": "daead"}
 
-    def validate(self, params, column, keys) -> None:  # type: ignore[no-untyped-def]
-        """Also checks `kind`."""
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """Checks `kind`, then the key against the kind's key type."""
+        kind = params.get("kind")
+        if kind not in self._kinds:
+            raise ValueError(f"tokenize kind {kind!r} is not one of {sorted(self._kinds)}")
         super().validate(params, column, keys)
-        if params["kind"] != "hmac":
-            raise ValueError(f"tokenize kind {params['kind']!r} is not supported (use 'hmac')")
+
+    def _check_key_type(self, params: Mapping[str, Any], key: KeyConfig, key_name: str) -> None:
+        expected = self._kinds[params["kind"]]
+        if key.type != expected:
+            raise ValueError(
+                f"key {key_name!r} has type {key.type!r}; tokenize kind {params['kind']!r} "
+                f"needs a {expected!r} key"
+            )
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
-        """Base64url HMAC-SHA256 token of the value."""
-        _require_key(ctx)
-        assert ctx.key is not None
-        return apply_udf(build_hmac_udf(ctx.key), col)
+        """Base64url token of the value."""
+        kind = ctx.config.protect.params["kind"]
+        udf = build_hmac_udf(_key(ctx)) if kind == "hmac" else build_daead_udf(_key(ctx))
+        return apply_udf(udf, col)
 
-    def describe(self, params) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    def describe(self, params: Mapping[str, Any]) -> dict[str, str]:
         """Adds the token kind."""
         return {**super().describe(params), "securepipe.kind": str(params["kind"])}
+
+    def is_reversible(self, params: Mapping[str, Any]) -> bool:
+        """daead tokens are reversible, hmac tokens are not."""
+        return params.get("kind") == "daead"
+
+
+def fpe_alphabet(params: Mapping[str, Any]) -> str:
+    """The alphabet an fpe column uses: a named one, or `chars`."""
+    if "chars" in params:
+        return str(params["chars"])
+    return ALPHABETS[str(params.get("alphabet", "digits"))]
+
+
+@register_operator
+class Fpe(Operator):
+    """FF1 format-preserving token over an alphabet; other characters stay in place."""
+
+    name = "fpe"
+    key_type = "fpe"
+    optional = frozenset({"alphabet", "chars", "tweak"})
+    reversible = True
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """Checks the alphabet (named, or `chars` of at least 2 distinct characters)."""
+        super().validate(params, column, keys)
+        if "chars" in params and "alphabet" in params:
+            raise ValueError("give either 'alphabet' or 'chars', not both")
+        if "alphabet" in params and params["alphabet"] not in ALPHABETS:
+            raise ValueError(
+                f"unknown fpe alphabet {params['alphabet']!r} (known: {', '.join(ALPHABETS)})"
+            )
+        if "chars" in params:
+            chars = str(params["chars"])
+            if len(chars) < 2 or len(set(chars)) != len(chars):
+                raise ValueError("fpe 'chars' needs at least 2 distinct characters")
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """The FF1 token, same length and format."""
+        params = ctx.config.protect.params
+        tweak = str(params.get("tweak", "")).encode()
+        udf = build_fpe_udf(ctx.table, ctx.column, _key(ctx), fpe_alphabet(params), tweak)
+        return apply_udf(udf, col)
+
+
+@register_operator
+class Redact(Operator):
+    """Replace every non-null value by a fixed text (default `[REDACTED]`)."""
+
+    name = "redact"
+    optional = frozenset({"with"})
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """The replacement text, null for null."""
+        text = str(ctx.config.protect.params.get("with", "[REDACTED]"))
+        return _null_safe(col, F.lit(text))
+
+
+@register_operator
+class Partial(Operator):
+    """Show the last N characters, mask the others (separators kept by default)."""
+
+    name = "partial"
+    optional = frozenset({"show_last", "mask_char", "keep_separators"})
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """`show_last` is a small non-negative integer; `mask_char` one character."""
+        super().validate(params, column, keys)
+        show = params.get("show_last", 4)
+        if not isinstance(show, int) or not 0 <= show <= 8:
+            raise ValueError("partial 'show_last' must be an integer between 0 and 8")
+        if len(str(params.get("mask_char", "*"))) != 1:
+            raise ValueError("partial 'mask_char' must be one character")
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """E.g. `123-45-6789` → `***-**-6789`; values not longer than N are fully masked."""
+        params = ctx.config.protect.params
+        n = int(params.get("show_last", 4))
+        mask = str(params.get("mask_char", "*"))
+        text = col.cast("string")
+        length = F.length(text)
+        head = F.substring(text, 1, F.greatest(length - n, F.lit(0)))
+        tail = F.substring(text, -n, n) if n else F.lit("")
+        pattern = "[^-\\s/.()+]" if params.get("keep_separators", True) else "."
+        masked_head = F.regexp_replace(head, pattern, mask)
+        all_masked = F.regexp_replace(text, pattern, mask)
+        return _null_safe(
+            col, F.when(length > n, F.concat(masked_head, tail)).otherwise(all_masked)
+        )
+
+
+@register_operator
+class Nullify(Operator):
+    """Publish the column with every value null (keeps the schema, drops the content)."""
+
+    name = "nullify"
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """A typed null."""
+        return F.lit(None).cast("string")
+
+
+@register_operator
+class Generalize(Operator):
+    """A date or timestamp reduced to its year (`1985`) or month (`1985-03`)."""
+
+    name = "generalize"
+    required = frozenset({"to"})
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """Needs `to: year|month` and a date or timestamp column."""
+        super().validate(params, column, keys)
+        if params["to"] not in ("year", "month"):
+            raise ValueError("generalize 'to' must be 'year' or 'month'")
+        if column.type not in ("date", "timestamp"):
+            raise ValueError(f"generalize needs a date or timestamp column, not {column.type!r}")
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """The formatted year or month."""
+        fmt = "yyyy" if ctx.config.protect.params["to"] == "year" else "yyyy-MM"
+        return F.date_format(col, fmt)
+
+
+@register_operator
+class Bucket(Operator):
+    """A number replaced by its range: fixed `width`, or explicit `boundaries`."""
+
+    name = "bucket"
+    optional = frozenset({"width", "boundaries"})
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """Exactly one of a positive `width` or increasing `boundaries`, on a numeric column."""
+        super().validate(params, column, keys)
+        if not (column.type in _NUMERIC or column.type.startswith("decimal")):
+            raise ValueError(f"bucket needs a numeric column, not {column.type!r}")
+        if ("width" in params) == ("boundaries" in params):
+            raise ValueError("bucket needs exactly one of 'width' or 'boundaries'")
+        if "width" in params and not (
+            isinstance(params["width"], int | float) and params["width"] > 0
+        ):
+            raise ValueError("bucket 'width' must be a positive number")
+        if "boundaries" in params:
+            b = params["boundaries"]
+            if (
+                not isinstance(b, list)
+                or len(b) < 1
+                or not all(isinstance(x, int | float) for x in b)
+                or sorted(b) != b
+                or len(set(b)) != len(b)
+            ):
+                raise ValueError("bucket 'boundaries' must be an increasing list of numbers")
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """`"1000-1999"` style labels (width) or `"<0"`, `"0-999"`, `">=1000"` (boundaries)."""
+        params = ctx.config.protect.params
+        if "width" in params:
+            width = params["width"]
+            low = F.floor(col / F.lit(width)) * F.lit(width)
+            label = F.concat(
+                low.cast("long").cast("string"),
+                F.lit("-"),
+                (low + F.lit(width)).cast("long").cast("string"),
+            )
+            return _null_safe(col, label)
+        bounds = params["boundaries"]
+        expr = F.when(col < F.lit(bounds[0]), F.lit(f"<{bounds[0]}"))
+        for lo, hi in itertools.pairwise(bounds):
+            expr = expr.when((col >= F.lit(lo)) & (col < F.lit(hi)), F.lit(f"{lo}-{hi}"))
+        expr = expr.otherwise(F.lit(f">={bounds[-1]}"))
+        return _null_safe(col, expr)

@@ -1,27 +1,69 @@
-"""Factories of vectorised (Arrow) UDFs that protect a column on the executors.
+"""Factories of vectorised (Arrow) UDFs that protect or reverse a column on the executors.
 
-Each factory takes only serialisable, non-secret arguments (names and a `KeyHandle` holding wrapped
-keys). The returned UDF unwraps its key inside the Python worker, once per process
+Each factory takes only serialisable, non-secret arguments (names, parameters and a `KeyHandle`
+holding wrapped keys). The returned UDF unwraps its key inside the Python worker, once per process
 (`securepipe.crypto.keycache`), so no plaintext key is captured in the closure, the query plan or
-the Spark configuration.
+the Spark configuration. Failures raise `DecryptionError` naming the table and column, never a
+value.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BinaryType, StringType
 
-from securepipe.crypto.envelope import encrypt_many, hmac_many
+from securepipe.crypto.envelope import decrypt_value, encrypt_many, hmac_many
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
+from securepipe.crypto.tokens import (
+    FpeDomainError,
+    daead_detokenize_many,
+    daead_tokenize_many,
+    fpe_detokenize_many,
+    fpe_tokenize_many,
+)
+from securepipe.errors import DecryptionError, KeyAccessError, SecurePipeError
 
-__all__ = ["build_encrypt_udf", "build_hmac_udf"]
+__all__ = [
+    "apply_udf",
+    "build_daead_udf",
+    "build_decrypt_udf",
+    "build_detokenize_udf",
+    "build_encrypt_udf",
+    "build_fpe_udf",
+    "build_hmac_udf",
+    "build_reencrypt_udf",
+]
 
 
-def _as_list(values: pd.Series) -> list[str | None]:
-    return [None if v is None or v is pd.NA else v for v in values.astype(object).tolist()]
+class ProtectionError(SecurePipeError):
+    """A value could not be protected (e.g. too short for format-preserving encryption)."""
+
+
+def _as_list(values: pd.Series) -> list[Any]:
+    # Arrow hands nulls over as None, NaN or pd.NA depending on the batch: all mean null.
+    return [
+        None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
+        for v in values.astype(object).tolist()
+    ]
+
+
+def _bytes_list(values: pd.Series) -> list[bytes | None]:
+    return [None if v is None else bytes(v) for v in _as_list(values)]
+
+
+def _guard(where: str, fn: Callable[[], list[Any]]) -> list[Any]:
+    try:
+        return fn()
+    except (DecryptionError, KeyAccessError):
+        raise DecryptionError(f"a value of {where} could not be decrypted or detokenized") from None
+    except FpeDomainError as exc:
+        raise ProtectionError(f"{where}: {exc}") from None
 
 
 def build_encrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
@@ -39,7 +81,7 @@ def build_encrypt_udf(table: str, column: str, handle: KeyHandle):  # type: igno
         key = data_keys(handle)[version]
         return pd.Series(encrypt_many(key, version, table, column, _as_list(values)), dtype=object)
 
-    return securepipe_encrypt
+    return securepipe_encrypt.asNondeterministic()
 
 
 def build_hmac_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
@@ -52,6 +94,92 @@ def build_hmac_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
         return pd.Series(hmac_many(key, _as_list(values)), dtype=object)
 
     return securepipe_hmac
+
+
+def build_daead_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
+    """A pandas UDF `string -> string` of AES-SIV tokens under the current key version."""
+    version, name = handle.current, handle.name
+
+    @pandas_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_daead(values: pd.Series) -> pd.Series:
+        key = data_keys(handle)[version]
+        return pd.Series(daead_tokenize_many(key, name, version, _as_list(values)), dtype=object)
+
+    return securepipe_daead
+
+
+def build_fpe_udf(table: str, column: str, handle: KeyHandle, alphabet: str, tweak: bytes):  # type: ignore[no-untyped-def]
+    """A pandas UDF `string -> string` of FF1 tokens keeping the value's format."""
+    version = handle.current
+    where = f"{table}.{column}"
+
+    @pandas_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_fpe(values: pd.Series) -> pd.Series:
+        key = data_keys(handle)[version]
+        out = _guard(where, lambda: fpe_tokenize_many(key, alphabet, tweak, _as_list(values)))
+        return pd.Series(out, dtype=object)
+
+    return securepipe_fpe
+
+
+def build_decrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
+    """A pandas UDF `binary -> string` opening envelopes of `table.column` (any key version)."""
+    where = f"{table}.{column}"
+
+    @pandas_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_decrypt(values: pd.Series) -> pd.Series:
+        def run() -> list[Any]:
+            keys = data_keys(handle)
+            return [
+                None if v is None else decrypt_value(keys, table, column, v)
+                for v in _bytes_list(values)
+            ]
+
+        return pd.Series(_guard(where, run), dtype=object)
+
+    return securepipe_decrypt
+
+
+def build_detokenize_udf(  # type: ignore[no-untyped-def]
+    table: str, column: str, handle: KeyHandle, kind: str, alphabet: str = "", tweak: bytes = b""
+):
+    """A pandas UDF `string -> string` reversing `daead` or `fpe` tokens."""
+    where = f"{table}.{column}"
+
+    @pandas_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_detokenize(values: pd.Series) -> pd.Series:
+        def run() -> list[Any]:
+            keys = data_keys(handle)
+            if kind == "daead":
+                return daead_detokenize_many(keys, handle.name, _as_list(values))
+            return fpe_detokenize_many(keys[handle.current], alphabet, tweak, _as_list(values))
+
+        return pd.Series(_guard(where, run), dtype=object)
+
+    return securepipe_detokenize
+
+
+def build_reencrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
+    """A pandas UDF `binary -> binary` re-sealing envelopes under the current key version.
+
+    Plaintext exists only inside the UDF, value by value.
+    """
+    where = f"{table}.{column}"
+    version = handle.current
+
+    @pandas_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_reencrypt(values: pd.Series) -> pd.Series:
+        def run() -> list[Any]:
+            keys = data_keys(handle)
+            clear = [
+                None if v is None else decrypt_value(keys, table, column, v)
+                for v in _bytes_list(values)
+            ]
+            return encrypt_many(keys[version], version, table, column, clear)
+
+        return pd.Series(_guard(where, run), dtype=object)
+
+    return securepipe_reencrypt.asNondeterministic()
 
 
 def apply_udf(udf, col: Column) -> Column:  # type: ignore[no-untyped-def]

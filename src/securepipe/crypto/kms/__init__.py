@@ -1,17 +1,20 @@
 """Key-encryption-key (KEK) providers behind one small interface.
 
 A provider wraps and unwraps data keys; it never hands out its KEK. `KmsSpec` is the serialisable
-description shipped to executors so that each Python worker can open the provider itself.
+description shipped to executors so that each Python worker can open the provider itself: it holds
+where the KEK is and how to reach it, never a secret (PINs and credentials come from the
+environment of the process that opens the provider).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
 from securepipe.errors import KeyAccessError
 
-__all__ = ["KmsProvider", "KmsSpec", "open_provider"]
+__all__ = ["KmsProvider", "KmsSpec", "generate_wrapped", "open_provider"]
 
 
 class KmsProvider(Protocol):
@@ -32,10 +35,28 @@ class KmsProvider(Protocol):
 
 @dataclass(frozen=True)
 class KmsSpec:
-    """Serialisable provider description: no secret in it, only where to find the KEK."""
+    """Serialisable provider description: which provider, where its KEK is; nothing secret."""
 
     provider: str
     location: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    def param(self, name: str, default: str = "") -> str:
+        """One provider parameter."""
+        return dict(self.params).get(name, default)
+
+
+def generate_wrapped(provider: KmsProvider, length: int, context: str) -> bytes:
+    """A fresh random data key, returned only in wrapped form.
+
+    Providers that can generate inside the KMS (`generate_wrapped` method, e.g. AWS
+    GenerateDataKey) do; the others wrap a key from the operating system's CSPRNG.
+    """
+    native = getattr(provider, "generate_wrapped", None)
+    if native is not None:
+        wrapped: bytes = native(length, context)
+        return wrapped
+    return provider.wrap(os.urandom(length), context)
 
 
 def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
@@ -43,7 +64,7 @@ def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
 
     Args:
         spec: which provider and where its KEK lives.
-        create: create a missing local master key (driver-side `keys init` and first runs only).
+        create: create a missing KEK (driver-side `keys init` and first runs only).
 
     Raises:
         KeyAccessError: unknown provider, or the provider refuses to open.
@@ -52,4 +73,12 @@ def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
         from securepipe.crypto.kms.local import LocalKms
 
         return LocalKms(spec.location, create=create)
+    if spec.provider == "pkcs11":
+        from securepipe.crypto.kms.pkcs11 import Pkcs11Kms
+
+        return Pkcs11Kms(spec, create=create)
+    if spec.provider == "aws-kms":
+        from securepipe.crypto.kms.aws import AwsKms
+
+        return AwsKms(spec)
     raise KeyAccessError(f"unknown KMS provider {spec.provider!r}")
