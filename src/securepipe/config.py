@@ -24,6 +24,10 @@ __all__ = [
     "AwsKmsConfig",
     "Classification",
     "ColumnConfig",
+    "ComplianceConfig",
+    "DetectorConfig",
+    "ExpectationSpec",
+    "GateConfig",
     "KeyConfig",
     "KeyStoreConfig",
     "PipelineConfig",
@@ -75,12 +79,17 @@ class ProtectSpec(BaseModel):
 
 
 class ColumnConfig(_Model):
-    """One declared source column."""
+    """One declared source column.
+
+    `clear_text: true` exempts a published column from the PII leak scan (free text known to
+    contain no personal data, e.g. merchant names); everything else string-typed is scanned.
+    """
 
     type: str
     classification: Classification
     protect: ProtectSpec
     nullable: bool = True
+    clear_text: bool = False
 
     @field_validator("type")
     @classmethod
@@ -118,12 +127,47 @@ class TableConfig(_Model):
         description="aead key that encrypts the raw record of rejected rows in quarantine"
     )
     columns: dict[str, ColumnConfig]
+    gates: list[str] = Field(default_factory=list, description="gate names from conf/gates/")
 
     @model_validator(mode="after")
     def _key_is_a_column(self) -> TableConfig:
         if self.key not in self.columns:
             raise ValueError(f"key column {self.key!r} is not declared under columns")
         return self
+
+
+class ExpectationSpec(_Model):
+    """One Great Expectations expectation of a gate and what to do when it fails."""
+
+    expectation: str = Field(
+        description="GX expectation name, e.g. expect_column_values_to_not_be_null"
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    action: Literal["fail", "quarantine", "warn"] = "fail"
+    reason: str | None = Field(default=None, description="reason code for quarantined rows")
+
+
+class GateConfig(_Model):
+    """A gate (`conf/gates/<name>.yaml`): a suite of expectations with actions."""
+
+    name: str
+    description: str = ""
+    expectations: list[ExpectationSpec] = Field(min_length=1)
+    source_file: str = ""
+
+
+class DetectorConfig(_Model):
+    """A PII detector of the leak scan: a Java regular expression, optionally Luhn-checked."""
+
+    pattern: str
+    luhn: bool = False
+    enabled: bool = True
+
+
+class ComplianceConfig(_Model):
+    """Built-in compliance checks; `detectors` adds to or overrides the defaults by name."""
+
+    detectors: dict[str, DetectorConfig] = Field(default_factory=dict)
 
 
 class KeyConfig(_Model):
@@ -199,11 +243,18 @@ class PipelineConfig(_Model):
     spark: SparkSettings = SparkSettings()
     keys: dict[str, KeyConfig]
     tables: dict[str, TableConfig]
+    compliance: ComplianceConfig = ComplianceConfig()
+    gates: dict[str, GateConfig] = Field(default_factory=dict)
     source_file: str = ""
 
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical configuration (recorded in every commit)."""
-        payload = self.model_dump(mode="json", exclude={"source_file"})
+        """SHA-256 of the canonical policy (keys, tables, gates, compliance; not paths or Spark
+        settings, which vary by deployment), recorded in every commit."""
+        payload = self.model_dump(
+            mode="json", include={"version", "keys", "tables", "compliance", "gates"}
+        )
+        for gate in payload.get("gates", {}).values():
+            gate.pop("source_file", None)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -258,8 +309,41 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
             if not _NAME_RE.match(column_name):
                 raise ConfigError(f"{where}: column names must match {_NAME_RE.pattern}")
             validate_protection(column, cfg.keys, where)
-            if column_name == table.key and column.protect.op == "drop":
-                raise ConfigError(f"{where}: the key column cannot be dropped")
+            if column_name == table.key and column.protect.op not in ("keep", "tokenize", "fpe"):
+                raise ConfigError(
+                    f"{where}: the key column must stay joinable and checkable for uniqueness "
+                    "(op keep, tokenize or fpe)"
+                )
+
+
+def _load_gates(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Read `<config dir>/gates/<name>.yaml` for every gate a table names."""
+    names: set[str] = set()
+    tables = raw.get("tables")
+    if isinstance(tables, dict):
+        for table in tables.values():
+            if isinstance(table, dict) and isinstance(table.get("gates"), list):
+                names.update(str(n) for n in table["gates"])
+    gates: dict[str, Any] = {}
+    for name in sorted(names):
+        gate_path = path.parent / "gates" / f"{name}.yaml"
+        try:
+            doc = yaml.safe_load(gate_path.read_text(encoding="utf-8"))
+        except OSError:
+            raise ConfigError(f"{path}: gate {name!r}: cannot read {gate_path}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{gate_path}: invalid YAML{where}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{gate_path}: expected a mapping at the top level")
+        doc.setdefault("name", name)
+        doc["source_file"] = str(gate_path)
+        try:
+            gates[name] = GateConfig.model_validate(doc).model_dump()
+        except ValidationError as exc:
+            raise ConfigError(_format_validation_error(gate_path, exc)) from None
+    return gates
 
 
 def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
@@ -293,9 +377,15 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw["source_file"] = str(path)
+    raw["gates"] = _load_gates(path, raw)
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(path, exc)) from None
     _check_policies(path, cfg)
+    from securepipe.quality.rules import validate_gate
+
+    for table_name, table in cfg.tables.items():
+        for gate_name in table.gates:
+            validate_gate(cfg.gates[gate_name], table_name, table)
     return cfg

@@ -13,7 +13,14 @@ from pyspark.sql.types import StructType
 
 from securepipe.errors import PublishError
 
-__all__ = ["CommitInfo", "ensure_table", "history", "replace_partition"]
+__all__ = [
+    "CommitInfo",
+    "current_version",
+    "ensure_table",
+    "history",
+    "replace_partition",
+    "restore",
+]
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,15 @@ def history(spark: SparkSession, path: str, limit: int | None = None) -> list[di
             }
         )
     return out
+
+
+def current_version(spark: SparkSession, path: str) -> int:
+    """The latest version of the Delta table at `path`, or -1 if there is none."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
+def restore(spark: SparkSession, path: str, version: int) -> None:
+    """Roll the table back to `version` (a new commit; used when a post-commit check fails)."""
+    DeltaTable.forPath(spark, path).restoreToVersion(version)

@@ -61,6 +61,13 @@ class PublishError(SecurePipeError):
 
 
 class GateFailed(SecurePipeError):
-    """A compliance gate refused the batch: nothing was published (exit code 2)."""
+    """A compliance gate refused the batch: nothing was published (exit code 2).
+
+    `result` carries the run's counts and verdicts when the job got that far.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, result: object | None = None) -> None:
+        super().__init__(message)
+        self.result = result

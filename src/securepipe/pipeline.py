@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -9,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -17,11 +19,13 @@ from pyspark.sql import functions as F
 from securepipe import __version__
 from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring
-from securepipe.delta_io import ensure_table, replace_partition
+from securepipe.delta_io import current_version, ensure_table, replace_partition, restore
 from securepipe.errors import ConfigError, GateFailed
 from securepipe.protect import protect_columns
 from securepipe.protect.registry import get_operator
 from securepipe.protect.udfs import apply_udf, build_encrypt_udf
+from securepipe.quality.gate import apply_quarantine_rules, evaluate
+from securepipe.quality.report import write_report
 from securepipe.sources import SOURCE_FILE_COLUMN, read_landing
 from securepipe.validate import RAW_RECORD_COLUMN, REASONS_COLUMN, parse_rows
 
@@ -46,6 +50,7 @@ class TableResult:
     """What one table's run did."""
 
     table: str
+    status: str  # "published" or "gate_failed"
     rows_read: int
     rows_published: int
     rows_quarantined: int
@@ -55,21 +60,29 @@ class TableResult:
     quarantine_version: int
     reasons: dict[str, int] = field(default_factory=dict)
     key_versions: dict[str, int] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    input_files: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
 
 @dataclass
 class RunResult:
-    """What a nightly run did, for the summary, the exit code and (later) the audit log."""
+    """What a nightly run did, for the summary, the exit code, the report and the audit log."""
 
     run_id: str
     run_date: str
     config_hash: str
     tables: list[TableResult]
+    report_path: str = ""
+
+    @property
+    def status(self) -> str:
+        """`ok`, or `gate_failed` if any table's gate refused its batch."""
+        return "gate_failed" if any(t.status == "gate_failed" for t in self.tables) else "ok"
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON-ready summary (counts and versions only)."""
-        return asdict(self)
+        """A JSON-ready summary (counts, versions, verdicts; no values)."""
+        return {**asdict(self), "status": self.status}
 
 
 def storage_root(location: str) -> str:
@@ -77,6 +90,11 @@ def storage_root(location: str) -> str:
     if "://" in location:
         return location.rstrip("/")
     return str(Path(location).resolve())
+
+
+def reports_root(cfg: PipelineConfig) -> str:
+    """Where run reports are written."""
+    return f"{storage_root(cfg.lakehouse)}/reports"
 
 
 def table_path(cfg: PipelineConfig, table: str) -> str:
@@ -158,6 +176,28 @@ def _compliance_record(
     }
 
 
+def _input_files(spark: SparkSession, df: DataFrame) -> list[dict[str, Any]]:
+    """Each landing file with its size and SHA-256 (local files) for the compliance record."""
+    out = []
+    for uri in sorted(df.inputFiles()):
+        entry: dict[str, Any] = {"path": uri}
+        local = uri.removeprefix("file:") if uri.startswith("file:") else None
+        if local is not None and Path(local).is_file():
+            digest = hashlib.sha256()
+            with open(local, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            entry.update(bytes=Path(local).stat().st_size, sha256=digest.hexdigest())
+        else:
+            jvm: Any = spark.sparkContext._jvm
+            hpath = jvm.org.apache.hadoop.fs.Path(uri)
+            fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+            status = fs.getFileStatus(hpath)
+            entry.update(bytes=int(status.getLen()), modified=int(status.getModificationTime()))
+        out.append(entry)
+    return out
+
+
 def run_table(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -166,18 +206,26 @@ def run_table(
     run_id: str,
     keys: dict[str, KeyHandle],
 ) -> TableResult:
-    """Run one table of the nightly job and publish it.
+    """Run one table of the nightly job: protect, gate, then publish (or refuse).
+
+    Returns:
+        The table's result; `status == "gate_failed"` when a `fail` gate tripped, in which case
+        nothing was written and both Delta tables are at their previous versions.
 
     Raises:
         SourceError: missing landing files. SchemaDriftError: undeclared landing columns.
-        GateFailed: rows read ≠ rows published + rows quarantined.
+        GateFailed: rows read ≠ rows published + rows quarantined after the commit (the commits
+            are rolled back first).
     """
     started = time.monotonic()
     table_cfg = cfg.table(table)
+    tpath, qpath = table_path(cfg, table), quarantine_path(cfg, table)
     raw = read_landing(spark, table, table_cfg, storage_root(cfg.landing), run_date)
-    batch = protect_batch(raw, table, table_cfg, keys, run_date).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    input_files = _input_files(spark, raw)
+    batch = protect_batch(raw, table, table_cfg, keys, run_date)
+    batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
+    batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
+    key_versions = {name: keys[name].current for name in sorted(_keys_of(table_cfg))}
     try:
         is_bad = F.size(REASONS_COLUMN) > 0
         counts = {bool(r[0]): int(r[1]) for r in batch.groupBy(is_bad).count().collect()}
@@ -191,10 +239,62 @@ def run_table(
             .count()
             .collect()
         }
-        key_versions = {name: keys[name].current for name in sorted(_keys_of(table_cfg))}
-        common = {"key_versions": key_versions, "rows_read": rows_read}
-
-        qpath = quarantine_path(cfg, table)
+        published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
+        verdict = evaluate(batch, published, table, cfg, keys)
+        _log.info(
+            "table %s: gate %s (%d rows read, %d to quarantine)",
+            table,
+            "passed" if verdict.passed else "FAILED: " + ", ".join(verdict.failures),
+            rows_read,
+            expected_quarantine,
+        )
+        result = TableResult(
+            table=table,
+            status="published",
+            rows_read=rows_read,
+            rows_published=0,
+            rows_quarantined=0,
+            table_path=tpath,
+            table_version=current_version(spark, tpath),
+            quarantine_path=qpath,
+            quarantine_version=current_version(spark, qpath),
+            reasons=reasons,
+            key_versions=key_versions,
+            gate=verdict.as_record(),
+            input_files=input_files,
+        )
+        if not verdict.passed:
+            # Nothing is written: not the table, and not the quarantine either, since a failed
+            # leak scan means the batch itself may hold plaintext.
+            result.status = "gate_failed"
+            result.seconds = round(time.monotonic() - started, 2)
+            return result
+        gate_summary = {
+            "passed": True,
+            "warnings": verdict.warnings,
+            "checks": {c.name: "pass" for c in verdict.checks},
+            "expectations": [
+                {
+                    k: e[k]
+                    for k in (
+                        "gate",
+                        "expectation",
+                        "column",
+                        "action",
+                        "success",
+                        "unexpected_count",
+                    )
+                    if k in e
+                }
+                for e in verdict.expectations
+            ],
+        }
+        common = {
+            "key_versions": key_versions,
+            "rows_read": rows_read,
+            "input_files": input_files,
+            "gates": gate_summary,
+        }
         quarantined = batch.where(is_bad).withColumn(RUN_ID_COLUMN, F.lit(run_id))
         ensure_table(spark, qpath, quarantined.schema, PARTITION_COLUMN, [RUN_ID_COLUMN])
         qcommit = replace_partition(
@@ -206,9 +306,6 @@ def run_table(
                 run_id, cfg, table, run_date, "quarantine", reasons=reasons, **common
             ),
         )
-
-        tpath = table_path(cfg, table)
-        published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
         ensure_table(spark, tpath, published.schema, PARTITION_COLUMN, _stats_columns(table_cfg))
         record = _compliance_record(
             run_id,
@@ -216,33 +313,28 @@ def run_table(
             table,
             run_date,
             "publish",
-            rows_quarantined=qcommit.rows_written,
-            gates={"row_accounting": "pass"},
+            rows_published=rows_read - expected_quarantine,
+            rows_quarantined=expected_quarantine,
             **common,
         )
         tcommit = replace_partition(published, tpath, PARTITION_COLUMN, run_date, record)
     finally:
         batch.unpersist()
-    if rows_read != tcommit.rows_written + qcommit.rows_written:
+    if (
+        qcommit.rows_written != expected_quarantine
+        or tcommit.rows_written + qcommit.rows_written != rows_read
+    ):
+        restore(spark, tpath, result.table_version) if result.table_version >= 0 else None
+        restore(spark, qpath, result.quarantine_version) if result.quarantine_version >= 0 else None
         raise GateFailed(
             f"table {table!r}: row accounting failed: read {rows_read}, published "
-            f"{tcommit.rows_written}, quarantined {qcommit.rows_written}"
+            f"{tcommit.rows_written}, quarantined {qcommit.rows_written}; commits rolled back"
         )
-    if qcommit.rows_written != expected_quarantine:
-        raise GateFailed(f"table {table!r}: quarantine count changed while writing")
-    result = TableResult(
-        table=table,
-        rows_read=rows_read,
-        rows_published=tcommit.rows_written,
-        rows_quarantined=qcommit.rows_written,
-        table_path=tpath,
-        table_version=tcommit.version,
-        quarantine_path=qpath,
-        quarantine_version=qcommit.version,
-        reasons=reasons,
-        key_versions=key_versions,
-        seconds=round(time.monotonic() - started, 2),
-    )
+    result.rows_published = tcommit.rows_written
+    result.rows_quarantined = qcommit.rows_written
+    result.table_version = tcommit.version
+    result.quarantine_version = qcommit.version
+    result.seconds = round(time.monotonic() - started, 2)
     _log.info(
         "table %s: read %d, published %d, quarantined %d, version %d (%.1fs)",
         table,
@@ -309,4 +401,17 @@ def run_nightly(
     run_id = run_id or new_run_id(day)
     keys = resolve_keys(cfg, names)
     results = [run_table(spark, cfg, name, day, run_id, keys) for name in names]
-    return RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
+    result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
+    result.report_path = write_report(spark, reports_root(cfg), result.as_dict())
+    if result.status == "gate_failed":
+        failed = [t for t in results if t.status == "gate_failed"]
+        details = "; ".join(
+            f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, "
+            f"0 published)"
+            for t in failed
+        )
+        raise GateFailed(
+            f"gate failed, nothing published for it: {details}; report {result.report_path}",
+            result=result,
+        )
+    return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def _config(tmp: Path, **spark: object) -> Path:
             **spark,
         }
     )
+    shutil.copytree(CONF.parent / "gates", tmp / "gates", dirs_exist_ok=True)
     path = tmp / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

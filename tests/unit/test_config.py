@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from tests.conftest import CONF
 def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     doc = yaml.safe_load(CONF.read_text())
     mutate(doc)
+    shutil.copytree(CONF.parent / "gates", tmp_path / "gates", dirs_exist_ok=True)
     path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 

@@ -35,6 +35,16 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_LEN)
 
 
+def new_nonces(count: int) -> bytes:
+    """`count` fresh random 96-bit nonces in one CSPRNG read (slice 12 bytes each)."""
+    return os.urandom(NONCE_LEN * count)
+
+
+def hmac_digest(key: bytes, message: bytes) -> bytes:
+    """One-shot HMAC-SHA256 (the C fast path of `hmac.digest`)."""
+    return hmac.digest(key, message, "sha256")
+
+
 def gcm_seal(key: bytes, version: int, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt with AES-256-GCM under a fresh random nonce and prefix the envelope header."""
     nonce = new_nonce()

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column
-from pyspark.sql.functions import pandas_udf
+from pyspark.sql.functions import arrow_udf, pandas_udf
 from pyspark.sql.types import BinaryType, StringType
 
 from securepipe.crypto.envelope import decrypt_value, encrypt_many, hmac_many
@@ -76,10 +77,12 @@ def build_encrypt_udf(table: str, column: str, handle: KeyHandle):  # type: igno
     """
     version = handle.current
 
-    @pandas_udf(BinaryType())  # type: ignore[call-overload]
-    def securepipe_encrypt(values: pd.Series) -> pd.Series:
+    # Arrow in, Arrow out: no pandas conversion on the hot path.
+    @arrow_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_encrypt(values: pa.Array) -> pa.Array:
         key = data_keys(handle)[version]
-        return pd.Series(encrypt_many(key, version, table, column, _as_list(values)), dtype=object)
+        out = encrypt_many(key, version, table, column, values.to_pylist())
+        return pa.array(out, type=pa.binary())
 
     return securepipe_encrypt.asNondeterministic()
 
@@ -88,10 +91,10 @@ def build_hmac_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
     """A pandas UDF `string -> string` of HMAC-SHA256 tokens under the current key version."""
     version = handle.current
 
-    @pandas_udf(StringType())  # type: ignore[call-overload]
-    def securepipe_hmac(values: pd.Series) -> pd.Series:
+    @arrow_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_hmac(values: pa.Array) -> pa.Array:
         key = data_keys(handle)[version]
-        return pd.Series(hmac_many(key, _as_list(values)), dtype=object)
+        return pa.array(hmac_many(key, values.to_pylist()), type=pa.string())
 
     return securepipe_hmac
 

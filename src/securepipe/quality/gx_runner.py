@@ -1,0 +1,95 @@
+"""Great Expectations 1.x suites run on a protected Spark DataFrame, with PII-free results.
+
+GX's BASIC/SUMMARY/COMPLETE result formats copy failing *values* into results; we ask for counts
+only (`partial_unexpected_count: 0`, no unexpected index lists) and then keep an allow-list of
+count fields, so a report can never carry a value from a sensitive column.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from pyspark.sql import DataFrame
+
+from securepipe.config import ExpectationSpec, GateConfig, TableConfig
+from securepipe.quality.rules import gx_class_name
+
+__all__ = ["run_suite"]
+
+_COUNT_FIELDS = ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
+_RESULT_FORMAT = {
+    "result_format": "BASIC",
+    "partial_unexpected_count": 0,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+
+
+def _safe_observed(value: Any, column: str | None, table_cfg: TableConfig) -> Any:
+    """Keep an observed value only if it is a number of a column published in clear."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if column is not None:
+        cfg = table_cfg.columns.get(column)
+        if cfg is None or cfg.protect.op != "keep" or cfg.classification.personal:
+            return None
+    return value
+
+
+def run_suite(
+    df: DataFrame, gate: GateConfig, specs: list[ExpectationSpec], table_cfg: TableConfig
+) -> list[dict[str, Any]]:
+    """Validate `df` with the expectations `specs` of `gate`.
+
+    Returns:
+        One dict per expectation: expectation, column, action, success and counts; never values.
+    """
+    if not specs:
+        return []
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_spark(name="securepipe")
+    asset = source.add_dataframe_asset(name=f"gate_{gate.name}")
+    batch = asset.add_batch_definition_whole_dataframe("batch")
+    suite = context.suites.add(gx.ExpectationSuite(name=gate.name))
+    for spec in specs:
+        suite.add_expectation(
+            getattr(gx.expectations, gx_class_name(spec.expectation))(**spec.kwargs)
+        )
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{gate.name}_validation", data=batch, suite=suite)
+    )
+    result = validation.run(batch_parameters={"dataframe": df}, result_format=_RESULT_FORMAT)
+    out = []
+    # GX keeps the suite's order in its results.
+    for spec, res in zip(specs, result.results, strict=True):
+        raw = res.result or {}
+        column = spec.kwargs.get("column")
+        entry: dict[str, Any] = {
+            "gate": gate.name,
+            "expectation": spec.expectation,
+            "column": column,
+            "action": spec.action,
+            "success": bool(res.success),
+        }
+        entry.update({k: raw[k] for k in _COUNT_FIELDS if k in raw})
+        observed = _safe_observed(raw.get("observed_value"), column, table_cfg)
+        if observed is not None:
+            entry["observed_value"] = observed
+        info = res.exception_info or {}
+        raised = info.get("raised_exception") or any(
+            isinstance(v, dict) and v.get("raised_exception") for v in info.values()
+        )
+        if raised:
+            entry["success"] = False
+            entry["error"] = "expectation could not be evaluated"
+        out.append(entry)
+    return out

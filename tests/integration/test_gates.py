@@ -1,0 +1,319 @@
+"""Compliance gates end to end: leak scan, GX suites with fail/quarantine/warn, reports without
+PII, the compliance record, and the exit code contract of the CLI."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from securepipe.config import PipelineConfig, load_config
+from securepipe.delta_io import current_version
+from securepipe.errors import ConfigError, GateFailed
+from securepipe.generate import generate_landing
+from securepipe.pipeline import quarantine_path, run_nightly, table_path
+from tests.conftest import CONF, ROOT
+
+pytestmark = pytest.mark.spark
+DAY1, DAY2 = "2026-11-20", "2026-11-21"
+
+
+def write_config(
+    tmp: Path,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    gates: dict[str, Any] | None = None,
+) -> Path:
+    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes."""
+    conf = tmp / "conf"
+    shutil.copytree(CONF.parent, conf, dirs_exist_ok=True)
+    doc = yaml.safe_load(CONF.read_text())
+    doc.update(
+        lakehouse=str(tmp / "lakehouse"),
+        landing=str(tmp / "landing"),
+        keystore={"provider": "local", "path": str(tmp / "secrets")},
+    )
+    doc["spark"].update(
+        jars_dir=str(ROOT / ".cache" / "jars"), ui_enabled=False, shuffle_partitions=2
+    )
+    if mutate:
+        mutate(doc)
+    for name, gate in (gates or {}).items():
+        (conf / "gates" / f"{name}.yaml").write_text(yaml.safe_dump(gate, sort_keys=False))
+    path = conf / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _plant(landing: Path, table: str, day: str, column: str, values: list[str]) -> None:
+    """Overwrite `column` in the first rows of a landing file."""
+    path = landing / table / day / "part-0000.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    idx = rows[0].index(column)
+    for i, value in enumerate(values, start=1):
+        rows[i][idx] = value
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
+def _report_text(cfg: PipelineConfig) -> str:
+    root = Path(cfg.lakehouse) / "reports"
+    files = sorted(root.rglob("*.json")) + sorted(root.rglob("*.html"))
+    assert files, "no report written"
+    return "\n".join(f.read_text() for f in files)
+
+
+@pytest.fixture(scope="module")
+def published(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("gates-ok")
+    cfg = load_config(write_config(tmp))
+    generate_landing(cfg.landing, DAY1, rows=150, seed=5)
+    _plant(Path(cfg.landing), "customers", DAY1, "region", ["ATLANTIS", "ATLANTIS"])
+    _plant(Path(cfg.landing), "customers", DAY1, "city", ["PLANTED_CITY_XYZ"])
+    _plant(Path(cfg.landing), "transactions", DAY1, "currency", ["XXX"])
+    _plant(Path(cfg.landing), "transactions", DAY1, "txn_id", ["T-DUP", "T-DUP"])
+    return cfg, run_nightly(spark, cfg, DAY1)
+
+
+def test_rule_breaking_rows_are_quarantined_with_reasons_and_counted(published, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, result = published
+    customers = next(t for t in result.tables if t.table == "customers")
+    assert customers.reasons["UNKNOWN_REGION"] == 2
+    assert customers.rows_quarantined == 4 + 2
+    txns = next(t for t in result.tables if t.table == "transactions")
+    assert txns.reasons["UNKNOWN_CURRENCY"] == 1
+    assert txns.reasons["DUPLICATE_KEY:txn_id"] == 2
+    assert txns.rows_read == txns.rows_published + txns.rows_quarantined
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    atlantis = q.where("array_contains(_reasons, 'UNKNOWN_REGION')")
+    assert atlantis.count() == 2
+    assert dict(q.dtypes)["full_name"] == "binary"  # the quarantined row is protected too
+
+
+def test_warn_expectation_does_not_block_and_is_reported(published) -> None:  # type: ignore[no-untyped-def]
+    _, result = published
+    customers = next(t for t in result.tables if t.table == "customers")
+    assert customers.status == "published"
+    names = {e["expectation"] for e in customers.gate["expectations"]}
+    assert "expect_column_values_to_be_between" in names
+
+
+def test_compliance_record_parses_and_matches_the_run(published, spark) -> None:  # type: ignore[no-untyped-def]
+    from delta.tables import DeltaTable
+
+    cfg, result = published
+    customers = next(t for t in result.tables if t.table == "customers")
+    last = DeltaTable.forPath(spark, table_path(cfg, "customers")).history(1).collect()[0]
+    record = json.loads(last["userMetadata"])
+    assert record["run_id"] == result.run_id
+    assert record["job"] == "nightly" and record["securepipe"]
+    assert record["config_hash"] == cfg.fingerprint() == result.config_hash
+    assert record["key_versions"]["customer_pii"] == 1
+    assert record["rows_read"] == customers.rows_read
+    assert record["rows_published"] == customers.rows_published
+    assert record["rows_quarantined"] == customers.rows_quarantined
+    assert record["gates"]["passed"] is True
+    assert record["gates"]["checks"] == {"leak_scan": "pass", "well_formed_protection": "pass"}
+    [entry] = record["input_files"]
+    landing = Path(cfg.landing) / "customers" / DAY1 / "part-0000.csv"
+    assert entry["sha256"] == hashlib.sha256(landing.read_bytes()).hexdigest()
+
+
+def test_history_cli_prints_the_record(published) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    cfg, result = published
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "securepipe"),
+            "history",
+            "customers",
+            "--config",
+            cfg.source_file,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert entries[0]["record"]["run_id"] == result.run_id
+
+
+def test_reports_hold_counts_but_no_planted_value(published) -> None:  # type: ignore[no-untyped-def]
+    cfg, result = published
+    text = _report_text(cfg)
+    assert result.run_id in text and "UNKNOWN_REGION" in text
+    for planted in ("ATLANTIS", "PLANTED_CITY_XYZ", "XXX", "T-DUP"):
+        assert planted not in text
+
+
+def _keep_email(doc: dict[str, Any]) -> None:
+    doc["tables"]["customers"]["columns"]["email"] = {
+        "type": "string",
+        "classification": "internal",
+        "protect": {"op": "keep"},
+    }
+
+
+def test_email_kept_in_clear_by_mistake_fails_the_leak_scan(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    good = load_config(write_config(tmp_path / "a"))
+    generate_landing(good.landing, DAY1, rows=60, seed=9)
+    generate_landing(good.landing, DAY2, rows=60, seed=10)
+    first = run_nightly(spark, good, DAY1, tables=["customers"]).tables[0]
+    bad = load_config(write_config(tmp_path / "a", _keep_email))
+    with pytest.raises(GateFailed) as err:
+        run_nightly(spark, bad, DAY2, tables=["customers"])
+    message = str(err.value)
+    assert "table 'customers': leak_scan" in message and "0 published" in message
+    assert current_version(spark, table_path(bad, "customers")) == first.table_version
+    assert current_version(spark, quarantine_path(bad, "customers")) == first.quarantine_version
+    result = err.value.result
+    verdict = result.tables[0].gate  # type: ignore[attr-defined]
+    leak = next(c for c in verdict["checks"] if c["name"] == "leak_scan")
+    assert leak["counts"] == {"leak:email:email": 64}  # every row, the 4 malformed ones too
+    emails = {
+        r["email"]
+        for r in csv.DictReader(
+            (Path(bad.landing) / "customers" / DAY2 / "part-0000.csv").open(encoding="utf-8")
+        )
+        if r.get("email")
+    }
+    text = _report_text(bad)
+    assert "leak:email:email" in text
+    assert not [e for e in emails if e in text]
+
+
+def test_cli_exits_2_when_a_gate_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    path = write_config(tmp_path, _keep_email)
+    cfg = load_config(path)
+    generate_landing(cfg.landing, DAY1, rows=40, seed=2)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "securepipe"),
+            "run",
+            "--config",
+            str(path),
+            "--date",
+            DAY1,
+            "--tables",
+            "customers",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("securepipe: error:")]
+    assert "gate failed" in line and "leak_scan" in line
+    assert not (Path(cfg.lakehouse) / "tables" / "customers").exists()
+
+
+def test_fail_expectation_blocks_publication(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    gate = {
+        "expectations": [
+            {
+                "expectation": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "city", "value_set": ["Nowhere"]},
+                "action": "fail",
+            },
+        ]
+    }
+
+    def use_strict_gate(doc: dict[str, Any]) -> None:
+        doc["tables"]["customers"]["gates"] = ["strict"]
+
+    cfg = load_config(write_config(tmp_path, use_strict_gate, {"strict": gate}))
+    generate_landing(cfg.landing, DAY1, rows=30, seed=4)
+    _plant(Path(cfg.landing), "customers", DAY1, "city", ["PLANTED_CITY_ABC"])
+    with pytest.raises(GateFailed, match=r"strict:expect_column_values_to_be_in_set\(city\)"):
+        run_nightly(spark, cfg, DAY1, tables=["customers"])
+    assert current_version(spark, table_path(cfg, "customers")) == -1
+    text = _report_text(cfg)
+    assert '"unexpected_count": 30' in text
+    assert "PLANTED_CITY_ABC" not in text
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        (
+            {"expectations": [{"expectation": "expect_the_moon", "kwargs": {}}]},
+            "unknown Great Expectations expectation",
+        ),
+        (
+            {
+                "expectations": [
+                    {
+                        "expectation": "expect_column_values_to_be_between",
+                        "kwargs": {"column": "balance", "min_value": "low"},
+                    }
+                ]
+            },
+            "invalid arguments",
+        ),
+        (
+            {
+                "expectations": [
+                    {
+                        "expectation": "expect_column_values_to_not_be_null",
+                        "kwargs": {"column": "nope"},
+                    }
+                ]
+            },
+            "table 'customers' has no column 'nope'",
+        ),
+        (
+            {
+                "expectations": [
+                    {
+                        "expectation": "expect_column_mean_to_be_between",
+                        "kwargs": {"column": "balance", "min_value": 0},
+                        "action": "quarantine",
+                    }
+                ]
+            },
+            "action 'quarantine' needs a row-level expectation",
+        ),
+        (
+            {
+                "expectations": [
+                    {
+                        "expectation": "expect_column_values_to_not_be_null",
+                        "kwargs": {"column": "email"},
+                        "action": "explode",
+                    }
+                ]
+            },
+            "expectations.0.action",
+        ),
+    ],
+    ids=["unknown", "bad-kwargs", "unknown-column", "not-row-level", "bad-action"],
+)
+def test_bad_gate_files_are_refused_before_spark(tmp_path, gate, message) -> None:  # type: ignore[no-untyped-def]
+    def use(doc: dict[str, Any]) -> None:
+        doc["tables"]["customers"]["gates"] = ["broken"]
+
+    path = write_config(tmp_path, use, {"broken": gate})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "broken.yaml" in str(err.value) and message in str(err.value)
+
+
+def test_missing_gate_file_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def use(doc: dict[str, Any]) -> None:
+        doc["tables"]["customers"]["gates"] = ["absent"]
+
+    with pytest.raises(ConfigError, match=r"gate 'absent': cannot read .*absent.yaml"):
+        load_config(write_config(tmp_path, use))
