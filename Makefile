@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: setup jars system-deps demo test unit lint typecheck clean
+.PHONY: setup jars system-deps demo test unit lint typecheck bench clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ test: setup
 	$(VENV)/bin/ruff check src tests jobs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## bench: operator throughput and the nightly job on 2,000,000 rows → bench-results/, docs/benchmarks.md
+BENCH_ROWS ?= 2000000
+bench: setup
+	$(PY) bench/operators.py --rows $(BENCH_ROWS) --out bench-results
+	$(PY) bench/pipeline.py --rows $(BENCH_ROWS) --out bench-results
+	$(PY) bench/summary.py
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

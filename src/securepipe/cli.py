@@ -22,6 +22,7 @@ from securepipe.errors import SecurePipeError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from securepipe.access.policy import AccessPolicy
     from securepipe.pipeline import RunResult
 
 __all__ = ["main"]
@@ -58,6 +59,16 @@ def _load(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
+def _policy(cfg: PipelineConfig) -> AccessPolicy | None:
+    """The access policy next to the configuration (`<conf>/access/*.yaml`), if there is one."""
+    from pathlib import Path
+
+    from securepipe.access.policy import load_access_policy
+
+    folder = Path(cfg.source_file).parent / "access"
+    return load_access_policy(folder, cfg) if folder.is_dir() else None
+
+
 def _print_summary(result: RunResult, cfg: PipelineConfig) -> None:
     print(f"\nsecurepipe run {result.run_id} (run date {result.run_date})")
     print(f"{'table':<14}{'read':>10}{'published':>11}{'quarantined':>13}{'version':>9}")
@@ -69,6 +80,9 @@ def _print_summary(result: RunResult, cfg: PipelineConfig) -> None:
     print("\noutputs:")
     for t in result.tables:
         print(f"  {t.table:<14} {t.table_path}   (quarantine: {t.quarantine_path})")
+        for role, version in t.access.items():
+            print(f"  {'':<14} role {role}: access/{role}/{t.table} version {version}")
+    print(f"  report         {result.report_path}")
     print(
         f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)"
     )
@@ -78,13 +92,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from securepipe.pipeline import parse_run_date, run_nightly
 
     cfg = _load(args)
+    policy = _policy(cfg)
     run_date = parse_run_date(args.date)
     tables = args.tables.split(",") if args.tables else None
     for name in tables or ():
         cfg.table(name)
     spark = _session(cfg)
     try:
-        result = run_nightly(spark, cfg, run_date, tables=tables)
+        result = run_nightly(spark, cfg, run_date, tables=tables, policy=policy)
     finally:
         spark.stop()
     if args.json:
@@ -107,6 +122,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from securepipe.pipeline import parse_run_date, run_nightly
 
     cfg = _load(args)
+    policy = _policy(cfg)
     args.date = parse_run_date(args.date)
     _log.info(
         "generating %d synthetic rows per table for %s under %s", args.rows, args.date, cfg.landing
@@ -114,7 +130,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     generate_landing(cfg.landing, args.date, args.rows)
     spark = _session(cfg)
     try:
-        result = run_nightly(spark, cfg, args.date)
+        result = run_nightly(spark, cfg, args.date, policy=policy)
     finally:
         spark.stop()
     _print_summary(result, cfg)
@@ -174,6 +190,52 @@ def _cmd_reencrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_access(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from securepipe.access.views import matrix
+    from securepipe.pipeline import storage_root
+
+    cfg = _load(args)
+    policy = _policy(cfg)
+    if policy is None:
+        raise SecurePipeError(f"no access policy folder next to {cfg.source_file}")
+    rows = matrix(cfg, policy)
+    roles = list(policy.roles)
+    width = max(len(f"{r['table']}.{r['column']}") for r in rows) + 2
+    print(f"{'column':<{width}}{'class':<14}" + "".join(f"{r:<22}" for r in roles))
+    for r in rows:
+        cells = "".join(f"{(r[role] or '-'):<22}" for role in roles)
+        print(f"{r['table'] + '.' + r['column']:<{width}}{r['classification']:<14}{cells}")
+    out = args.html or f"{storage_root(cfg.lakehouse)}/reports/access-matrix.html"
+    if "://" not in out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(_matrix_html(rows, roles, policy.version()), encoding="utf-8")
+        print(f"\nwritten: {out} (policy version {policy.version()})")
+    return 0
+
+
+def _matrix_html(rows: list[dict[str, object]], roles: list[str], version: str) -> str:
+    import html
+
+    head = "".join(f"<th>{html.escape(r)}</th>" for r in roles)
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['table']))}</td><td>{html.escape(str(r['column']))}</td>"
+        f"<td>{html.escape(str(r['classification']))}</td>"
+        f"<td>{html.escape(str(r['protection']))}</td>"
+        + "".join(f"<td>{html.escape(str(r[role]) or '—')}</td>" for role in roles)
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>securepipe: who sees what</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
+        f"</style><h1>Who sees what</h1><p>policy version {html.escape(version)}; — = hidden</p>"
+        f"<table><tr><th>table</th><th>column</th><th>class</th><th>protection</th>{head}</tr>"
+        f"{body}</table>"
+    )
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     from securepipe.delta_io import history
     from securepipe.pipeline import quarantine_path, table_path
@@ -228,6 +290,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     reenc.add_argument("table")
     reenc.set_defaults(func=_cmd_reencrypt)
+
+    access = sub.add_parser("access", parents=[common], help="access policies")
+    access.add_argument("action", choices=["matrix"])
+    access.add_argument("--html", help="where to write the HTML matrix")
+    access.set_defaults(func=_cmd_access)
 
     hist = sub.add_parser("history", parents=[common], help="commits and compliance records")
     hist.add_argument("table")

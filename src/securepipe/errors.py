@@ -7,6 +7,7 @@ material: they end up in logs, scheduler e-mails and tickets.
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "ConfigError",
     "DecryptionError",
     "GateFailed",
@@ -31,6 +32,10 @@ class ConfigError(SecurePipeError):
 
 class PolicyError(ConfigError):
     """A protection or access policy is inconsistent (unknown key, unsupported type, ...)."""
+
+
+class AccessDenied(PolicyError):
+    """A role asked for a table or column its access policy does not give it."""
 
 
 class KeyAccessError(SecurePipeError):

@@ -17,6 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from securepipe import __version__
+from securepipe.access.policy import AccessPolicy
+from securepipe.access.publish import publish_role_tables
 from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.delta_io import current_version, ensure_table, replace_partition, restore
@@ -63,6 +65,8 @@ class TableResult:
     gate: dict[str, Any] = field(default_factory=dict)
     input_files: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    access: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,8 +230,11 @@ def run_table(
     batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
     key_versions = {name: keys[name].current for name in sorted(_keys_of(table_cfg))}
+    stages: dict[str, float] = {}
+    mark = time.monotonic()
     try:
         is_bad = F.size(REASONS_COLUMN) > 0
+        # The first action reads, validates and protects the batch into the cache.
         counts = {bool(r[0]): int(r[1]) for r in batch.groupBy(is_bad).count().collect()}
         rows_read = counts.get(False, 0) + counts.get(True, 0)
         expected_quarantine = counts.get(True, 0)
@@ -240,7 +247,11 @@ def run_table(
             .collect()
         }
         published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
+        stages["read_protect"] = round(time.monotonic() - mark, 2)
+        mark = time.monotonic()
         verdict = evaluate(batch, published, table, cfg, keys)
+        stages["gate"] = round(time.monotonic() - mark, 2)
+        mark = time.monotonic()
         _log.info(
             "table %s: gate %s (%d rows read, %d to quarantine)",
             table,
@@ -262,6 +273,7 @@ def run_table(
             key_versions=key_versions,
             gate=verdict.as_record(),
             input_files=input_files,
+            stages=stages,
         )
         if not verdict.passed:
             # Nothing is written: not the table, and not the quarantine either, since a failed
@@ -330,6 +342,7 @@ def run_table(
             f"table {table!r}: row accounting failed: read {rows_read}, published "
             f"{tcommit.rows_written}, quarantined {qcommit.rows_written}; commits rolled back"
         )
+    stages["publish"] = round(time.monotonic() - mark, 2)
     result.rows_published = tcommit.rows_written
     result.rows_quarantined = qcommit.rows_written
     result.table_version = tcommit.version
@@ -377,6 +390,7 @@ def run_nightly(
     run_date: str | date,
     tables: Iterable[str] | None = None,
     run_id: str | None = None,
+    policy: AccessPolicy | None = None,
 ) -> RunResult:
     """Run the nightly job for one date over the configured (or the given) tables.
 
@@ -386,6 +400,7 @@ def run_nightly(
         run_date: the batch date (ISO string or `date`).
         tables: a subset of tables; all configured tables by default.
         run_id: an explicit run id (tests); generated otherwise.
+        policy: access policy; each published table's role tables are rebuilt from it.
 
     Returns:
         Counts, versions and paths per table.
@@ -400,7 +415,17 @@ def run_nightly(
         cfg.table(name)
     run_id = run_id or new_run_id(day)
     keys = resolve_keys(cfg, names)
-    results = [run_table(spark, cfg, name, day, run_id, keys) for name in names]
+    results = []
+    for name in names:
+        table_result = run_table(spark, cfg, name, day, run_id, keys)
+        if policy is not None and table_result.status == "published":
+            started = time.monotonic()
+            source = spark.read.format("delta").load(table_result.table_path)
+            table_result.access = publish_role_tables(
+                spark, cfg, policy, name, source, table_result.table_version, run_id, keys
+            )
+            table_result.stages["access"] = round(time.monotonic() - started, 2)
+        results.append(table_result)
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, reports_root(cfg), result.as_dict())
     if result.status == "gate_failed":

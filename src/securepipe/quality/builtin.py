@@ -74,7 +74,8 @@ def _luhn_ok(digits: Column) -> Column:
     return (n >= 13) & (total % 10 == 0)
 
 
-def _matches(col: Column, detector: DetectorConfig) -> Column:
+def matches(col: Column, detector: DetectorConfig) -> Column:
+    """True where `col` holds a value the detector recognises (Luhn-checked when asked)."""
     if not detector.luhn:
         return col.rlike(detector.pattern)
     candidates = F.regexp_extract_all(col, F.lit(f"({detector.pattern})"), 1)
@@ -106,7 +107,7 @@ def leak_scan_exprs(
     for name in scanned_columns(df, table_cfg):
         text = F.col(name).cast("string")
         for det_name, det in detectors(compliance).items():
-            hit = F.coalesce(_matches(text, det), F.lit(False))
+            hit = F.coalesce(matches(text, det), F.lit(False))
             exprs[f"leak:{name}:{det_name}"] = F.sum(F.when(hit, 1).otherwise(0))
     return exprs
 

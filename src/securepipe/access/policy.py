@@ -1,0 +1,247 @@
+"""Access policies (`conf/access/*.yaml`): roles, row filters, column treatments, key grants.
+
+Fail closed: a column a role's policy does not name is hidden, a table it does not name is
+invisible. Everything is validated before Spark starts: unknown role, table or column, a row
+filter that does not parse (or reads anything but the table's own clear columns), `clear` on a
+sensitive column, `decrypt` without a key grant, a mask on an irreversible token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from securepipe.config import PipelineConfig, TableConfig
+from securepipe.errors import ConfigError, PolicyError
+from securepipe.protect.registry import get_operator
+
+__all__ = [
+    "AccessPolicy",
+    "ColumnTreatment",
+    "RolePolicy",
+    "TablePolicy",
+    "load_access_policy",
+    "parse_treatment",
+]
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+MASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "redact": ("redact", {}),
+    "nullify": ("nullify", {}),
+    "last4": ("partial", {"show_last": 4}),
+    "last2": ("partial", {"show_last": 2}),
+    "year": ("generalize", {"to": "year"}),
+    "month": ("generalize", {"to": "month"}),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TablePolicy(_Model):
+    """What a role sees of one table."""
+
+    rows: str = Field(default="false", description="Spark SQL predicate; :name = role attribute")
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class RolePolicy(_Model):
+    """One audience: attributes for its row filters, key grants, tables."""
+
+    description: str = ""
+    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    keys: list[str] = Field(default_factory=list, description="keys the role may decrypt with")
+    tables: dict[str, TablePolicy] = Field(default_factory=dict)
+
+
+class AccessPolicy(_Model):
+    """All roles, with the files they came from and a version hash."""
+
+    roles: dict[str, RolePolicy] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list)
+
+    def version(self) -> str:
+        """SHA-256 (16 hex digits) of the canonical policy, recorded in role-table commits."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"sources"}), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def role(self, name: str) -> RolePolicy:
+        """The policy of role `name`; `PolicyError` for an unknown role."""
+        try:
+            return self.roles[name]
+        except KeyError:
+            raise PolicyError(
+                f"unknown role {name!r} (known: {', '.join(sorted(self.roles))})"
+            ) from None
+
+
+class ColumnTreatment(_Model):
+    """A parsed column treatment: clear | decrypt | token | mask (operator + params)."""
+
+    kind: str
+    mask_op: str | None = None
+    mask_params: dict[str, Any] = Field(default_factory=dict)
+
+    def label(self) -> str:
+        """Short text for the access matrix."""
+        if self.kind != "mask":
+            return self.kind
+        params = ",".join(f"{k}={v}" for k, v in sorted(self.mask_params.items()))
+        return f"mask:{self.mask_op}" + (f"({params})" if params else "")
+
+
+def parse_treatment(text: str) -> ColumnTreatment:
+    """`clear`, `decrypt`, `token`, `hidden`, `mask:<name>`, `mask:partial:N`, `mask:bucket:W`."""
+    if text in ("clear", "decrypt", "token", "hidden"):
+        return ColumnTreatment(kind=text)
+    if text.startswith("mask:"):
+        parts = text.split(":")
+        name = parts[1] if len(parts) > 1 else ""
+        if name in MASKS and len(parts) == 2:
+            op, params = MASKS[name]
+            return ColumnTreatment(kind="mask", mask_op=op, mask_params=params)
+        if name == "partial" and len(parts) == 3 and parts[2].isdigit():
+            return ColumnTreatment(
+                kind="mask", mask_op="partial", mask_params={"show_last": int(parts[2])}
+            )
+        if name == "bucket" and len(parts) == 3 and parts[2].isdigit():
+            return ColumnTreatment(
+                kind="mask", mask_op="bucket", mask_params={"width": int(parts[2])}
+            )
+    raise ValueError(
+        f"unknown treatment {text!r} (clear, decrypt, token, hidden, mask:redact|nullify|last4|"
+        "last2|year|month|partial:N|bucket:W)"
+    )
+
+
+def _literal(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def bind_predicate(predicate: str, attributes: dict[str, Any], where: str) -> str:
+    """Replace `:name` by the role attribute as a SQL literal."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in attributes:
+            raise PolicyError(f"{where}: row filter uses :{name}, which the role does not define")
+        return _literal(attributes[name])
+
+    return _PARAM.sub(sub, predicate)
+
+
+def _check_predicate(predicate: str, table_cfg: TableConfig, where: str) -> None:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(predicate, read="spark")
+    except Exception:
+        raise PolicyError(f"{where}: row filter does not parse as Spark SQL") from None
+    if not isinstance(tree, exp.Condition) or any(
+        isinstance(node, exp.Query | exp.Subquery) for node in tree.walk()
+    ):
+        raise PolicyError(f"{where}: row filter must be a boolean expression without subqueries")
+    for column in tree.find_all(exp.Column):
+        cfg = table_cfg.columns.get(column.name)
+        if cfg is None:
+            raise PolicyError(f"{where}: row filter uses unknown column {column.name!r}")
+        if cfg.protect.op not in ("keep", "tokenize", "fpe"):
+            raise PolicyError(
+                f"{where}: row filter uses column {column.name!r}, which is not comparable "
+                f"after protection (op {cfg.protect.op!r})"
+            )
+
+
+def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) -> None:
+    for key in role.keys:
+        if key not in cfg.keys:
+            raise PolicyError(f"{where}: role {name!r} is granted unknown key {key!r}")
+    for table_name, tpol in role.tables.items():
+        at = f"{where}: role {name!r}, table {table_name!r}"
+        table_cfg = cfg.tables.get(table_name)
+        if table_cfg is None:
+            raise PolicyError(f"{at}: unknown table")
+        _check_predicate(bind_predicate(tpol.rows, role.attributes, at), table_cfg, at)
+        for column, text in tpol.columns.items():
+            cat = f"{at}, column {column!r}"
+            col_cfg = table_cfg.columns.get(column)
+            if col_cfg is None:
+                raise PolicyError(f"{cat}: unknown column")
+            if col_cfg.protect.op == "drop":
+                raise PolicyError(f"{cat}: the column is dropped at protection")
+            try:
+                treatment = parse_treatment(text)
+            except ValueError as exc:
+                raise PolicyError(f"{cat}: {exc}") from None
+            op = col_cfg.protect.op
+            operator = get_operator(op)
+            reversible = operator.is_reversible(col_cfg.protect.params)
+            if treatment.kind == "clear" and (op != "keep" or col_cfg.classification.personal):
+                raise PolicyError(
+                    f"{cat}: 'clear' is only for non-sensitive columns published as is "
+                    f"(this one is {col_cfg.classification.value}, op {op!r}); use decrypt, "
+                    "token or a mask"
+                )
+            if treatment.kind == "decrypt":
+                if not reversible:
+                    raise PolicyError(f"{cat}: op {op!r} cannot be decrypted")
+                key = str(col_cfg.protect.params["key"])
+                if key not in role.keys:
+                    raise PolicyError(f"{cat}: 'decrypt' needs a grant of key {key!r} (keys:)")
+            if treatment.kind == "token" and op == "keep":
+                raise PolicyError(f"{cat}: the column is not tokenized; use clear or a mask")
+            if treatment.kind == "mask":
+                if op != "keep" and not reversible:
+                    raise PolicyError(
+                        f"{cat}: a mask needs the value, and op {op!r} is irreversible"
+                    )
+                mask = get_operator(str(treatment.mask_op))
+                try:
+                    mask.validate(treatment.mask_params, col_cfg, cfg.keys)
+                except ValueError as exc:
+                    raise PolicyError(f"{cat}: {exc}") from None
+
+
+def load_access_policy(folder: str | Path, cfg: PipelineConfig) -> AccessPolicy:
+    """Load and validate every `*.yaml` of an access folder against the pipeline configuration.
+
+    Raises:
+        ConfigError: bad YAML, wrong types, duplicate roles; PolicyError: see the module doc.
+    """
+    folder = Path(folder)
+    roles: dict[str, Any] = {}
+    sources = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError(
+                f"{path}: invalid YAML" + (f" at line {mark.line + 1}" if mark else "")
+            ) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("roles", {}), dict):
+            raise ConfigError(f"{path}: expected a mapping with a 'roles:' mapping")
+        for name, role in (doc.get("roles") or {}).items():
+            if name in roles:
+                raise ConfigError(f"{path}: role {name!r} is defined twice")
+            try:
+                roles[name] = RolePolicy.model_validate(role)
+            except ValidationError as exc:
+                first = exc.errors(include_input=False, include_url=False)[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise ConfigError(f"{path}: role {name!r}, key {loc!r}: {first['msg']}") from None
+            _check_role(name, roles[name], cfg, str(path))
+        sources.append(str(path))
+    return AccessPolicy(roles=roles, sources=sources)

@@ -1,0 +1,130 @@
+"""The access stage of the nightly job: rebuild each role's tables, gated, as new Delta versions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from securepipe import __version__
+from securepipe.access.policy import AccessPolicy
+from securepipe.access.views import access_path, role_columns, role_filter, role_view
+from securepipe.config import PipelineConfig
+from securepipe.crypto.keyring import KeyHandle
+from securepipe.delta_io import current_version
+from securepipe.errors import GateFailed, PublishError
+from securepipe.quality.builtin import detectors, matches
+
+__all__ = ["check_role_view", "publish_role_tables"]
+
+_log = logging.getLogger(__name__)
+
+
+def check_role_view(
+    view: DataFrame, cfg: PipelineConfig, policy: AccessPolicy, role: str, table: str
+) -> dict[str, Any]:
+    """Gate a role's output before it is written.
+
+    Checks: exactly the policy's columns; no row outside the role's filter (evaluated on the
+    output when the filter's columns are visible to the role); the leak scan passes on every
+    string column the role may not see in clear.
+
+    Raises:
+        GateFailed: naming the role, the table and the check.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    visible = role_columns(policy, role, table)
+    got = [c for c in view.columns if c != "run_date"]
+    if sorted(got) != sorted(visible):
+        raise GateFailed(f"role {role!r}, table {table!r}: columns {got} differ from the policy")
+    table_cfg = cfg.table(table)
+    predicate = role_filter(policy, role, table)
+    used = {c.name for c in sqlglot.parse_one(predicate, read="spark").find_all(exp.Column)}
+    exprs = {}
+    if used <= set(got):
+        exprs["outside_filter"] = F.sum(
+            F.when(~F.coalesce(F.expr(predicate), F.lit(False)), 1).otherwise(0)
+        )
+    for column, treatment in visible.items():
+        if treatment.kind == "clear" or not isinstance(view.schema[column].dataType, StringType):
+            continue
+        if treatment.kind == "token" and table_cfg.columns[column].protect.op == "fpe":
+            continue  # format-preserving tokens look like the data by design
+        for name, det in detectors(cfg.compliance).items():
+            hit = F.coalesce(matches(F.col(column), det), F.lit(False))
+            exprs[f"leak:{column}:{name}"] = F.sum(F.when(hit, 1).otherwise(0))
+    counts: dict[str, int] = {}
+    if exprs:
+        row = view.agg(*[e.alias(k.replace(":", "__")) for k, e in exprs.items()]).first()
+        counts = {k: int(row[k.replace(":", "__")] or 0) for k in exprs} if row else {}
+    bad = {k: v for k, v in counts.items() if v}
+    if bad:
+        raise GateFailed(f"role {role!r}, table {table!r}: access gate failed {bad}")
+    return {
+        "columns": sorted(got),
+        "filter_checked": "outside_filter" in exprs,
+        "leak_scan_columns": len({k.split(":")[1] for k in exprs if k.startswith("leak:")}),
+    }
+
+
+def publish_role_tables(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    table: str,
+    source: DataFrame,
+    source_version: int,
+    run_id: str,
+    keys: Mapping[str, KeyHandle],
+) -> dict[str, int]:
+    """Rebuild every role's copy of `table` from the published table (one overwrite per role).
+
+    A full rebuild keeps each role table equal to "the protected table seen through today's
+    policy": a policy change applies to past dates too, and time travel on the role table shows
+    what the role could see at each version.
+
+    Returns:
+        The new version of each role table.
+    """
+    versions: dict[str, int] = {}
+    for role in sorted(policy.roles):
+        if table not in policy.roles[role].tables:
+            continue
+        view = role_view(source, cfg, policy, role, table, keys)
+        gate = check_role_view(view, cfg, policy, role, table)
+        path = access_path(cfg, role, table)
+        record = {
+            "securepipe": __version__,
+            "run_id": run_id,
+            "job": "access",
+            "role": role,
+            "table": table,
+            "policy_version": policy.version(),
+            "source_version": source_version,
+            "gate": gate,
+            "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            (
+                view.write.format("delta")
+                .mode("overwrite")
+                .option("overwriteSchema", "true")
+                .partitionBy("run_date")
+                .option("userMetadata", json.dumps(record, sort_keys=True))
+                .save(path)
+            )
+        except Exception as exc:
+            raise PublishError(
+                f"writing role table {role!r}/{table!r} failed ({type(exc).__name__})"
+            ) from None
+        versions[role] = current_version(spark, path)
+        _log.info("access: role %s, table %s → version %d", role, table, versions[role])
+    return versions

@@ -1,0 +1,162 @@
+"""Per-role outputs: row filters and column treatments applied to a protected table.
+
+`role_view` is a pure transform of the protected DataFrame. `decrypt` columns stay ciphertext in
+the role's Delta table (no plaintext at rest); `read_as` decrypts them in process for a role that
+is granted the key. Masks of reversible columns are computed from the revealed value inside the
+same projection, so the plaintext never leaves the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from securepipe.access.policy import AccessPolicy, ColumnTreatment, bind_predicate, parse_treatment
+from securepipe.config import ColumnConfig, PipelineConfig, ProtectSpec
+from securepipe.crypto.keyring import KeyHandle, Keyring
+from securepipe.errors import AccessDenied
+from securepipe.protect.base import ColumnContext
+from securepipe.protect.registry import get_operator
+from securepipe.protect.reverse import reveal_column
+
+__all__ = ["access_path", "matrix", "read_as", "role_columns", "role_filter", "role_view"]
+
+
+def access_path(cfg: PipelineConfig, role: str, table: str) -> str:
+    """Where role `role`'s copy of `table` lives."""
+    from securepipe.pipeline import storage_root
+
+    return f"{storage_root(cfg.lakehouse)}/access/{role}/{table}"
+
+
+def role_columns(policy: AccessPolicy, role: str, table: str) -> dict[str, ColumnTreatment]:
+    """The visible columns of `table` for `role`, in policy order (hidden ones left out)."""
+    tpol = policy.role(role).tables.get(table)
+    if tpol is None:
+        return {}
+    out = {}
+    for column, text in tpol.columns.items():
+        treatment = parse_treatment(text)
+        if treatment.kind != "hidden":
+            out[column] = treatment
+    return out
+
+
+def role_filter(policy: AccessPolicy, role: str, table: str) -> str:
+    """The role's bound row filter of `table` (`false` when the table is invisible)."""
+    rp = policy.role(role)
+    tpol = rp.tables.get(table)
+    if tpol is None:
+        return "false"
+    return bind_predicate(tpol.rows, rp.attributes, f"role {role!r}, table {table!r}")
+
+
+def _mask(
+    col: Column, table: str, column: str, col_cfg: ColumnConfig, t: ColumnTreatment
+) -> Column:
+    spec = ProtectSpec.model_validate({"op": t.mask_op, **t.mask_params})
+    masked_cfg = col_cfg.model_copy(update={"protect": spec})
+    operator = get_operator(str(t.mask_op))
+    expr = operator.build(col, ColumnContext(table, column, masked_cfg, None))
+    return expr if expr is not None else F.lit(None).cast("string")
+
+
+def role_view(
+    protected: DataFrame,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+    extra: tuple[str, ...] = ("run_date",),
+) -> DataFrame:
+    """What `role` may see of a protected table (pure: DataFrame → DataFrame).
+
+    Args:
+        protected: the published table's rows.
+        keys: handles the *job* holds, used to reveal values that a mask needs.
+        extra: technical columns kept (the partition column).
+    """
+    table_cfg = cfg.table(table)
+    visible = role_columns(policy, role, table)
+    rows = protected.where(F.expr(role_filter(policy, role, table)))
+    exprs: list[Column] = []
+    for column, t in visible.items():
+        col_cfg = table_cfg.columns[column]
+        meta = {"securepipe.access": t.label(), "securepipe.role": role}
+        if t.kind in ("clear", "token", "decrypt"):
+            expr = F.col(column)
+            if t.kind == "decrypt":
+                meta["securepipe.key"] = str(col_cfg.protect.params["key"])
+        else:
+            source = (
+                F.col(column)
+                if col_cfg.protect.op == "keep"
+                else reveal_column(table, column, table_cfg, keys)
+            )
+            expr = _mask(source, table, column, col_cfg, t)
+        exprs.append(expr.alias(column, metadata=meta))
+    return rows.select(*exprs, *[c for c in extra if c in protected.columns])
+
+
+def read_as(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    table: str,
+    role: str,
+    columns: list[str] | None = None,
+    version: int | None = None,
+    timestamp: str | None = None,
+) -> DataFrame:
+    """Read `table` as `role` would: its own Delta table, decrypted where it is granted the key.
+
+    Args:
+        columns: ask for these columns only; a column the role may not see raises.
+        version / timestamp: Delta time travel on the role's table (never on the protected one).
+
+    Raises:
+        AccessDenied: the role does not see the table or one of `columns`.
+    """
+    rp = policy.role(role)
+    if table not in rp.tables:
+        raise AccessDenied(f"role {role!r} has no access to table {table!r}")
+    visible = role_columns(policy, role, table)
+    for column in columns or []:
+        if column not in visible and column != "run_date":
+            raise AccessDenied(f"role {role!r} may not see column {column!r} of table {table!r}")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    elif timestamp is not None:
+        reader = reader.option("timestampAsOf", timestamp)
+    df = reader.load(access_path(cfg, role, table))
+    decrypt = [c for c, t in visible.items() if t.kind == "decrypt" and c in df.columns]
+    if decrypt:
+        ring = Keyring(cfg.keystore)
+        granted = {k: ring.handle(k) for k in rp.keys}
+        table_cfg = cfg.table(table)
+        exprs = {c: reveal_column(table, c, table_cfg, granted) for c in decrypt}
+        df = df.select(*[exprs.get(c, F.col(c)) for c in df.columns])
+    return df.select(*columns) if columns else df
+
+
+def matrix(cfg: PipelineConfig, policy: AccessPolicy) -> list[dict[str, Any]]:
+    """Tables x columns x roles: the treatment each role gets ('' = hidden)."""
+    rows = []
+    for table, table_cfg in cfg.tables.items():
+        for column, col_cfg in table_cfg.columns.items():
+            entry: dict[str, Any] = {
+                "table": table,
+                "column": column,
+                "classification": col_cfg.classification.value,
+                "protection": col_cfg.protect.op,
+            }
+            for role in policy.roles:
+                visible = role_columns(policy, role, table)
+                entry[role] = visible[column].label() if column in visible else ""
+            rows.append(entry)
+    return rows

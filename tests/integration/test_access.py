@@ -1,0 +1,223 @@
+"""Access filters per role: row filters, column treatments, authorised decryption, time travel,
+the "who sees what" matrix, and the refusals."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from securepipe.access.policy import load_access_policy
+from securepipe.access.views import access_path, matrix, read_as
+from securepipe.config import load_config
+from securepipe.crypto import keycache
+from securepipe.crypto.envelope import hmac_token
+from securepipe.crypto.keyring import Keyring
+from securepipe.errors import AccessDenied, PolicyError
+from securepipe.generate import generate_landing
+from securepipe.pipeline import run_nightly
+from tests.integration.leakscan import find_plaintext
+from tests.integration.test_gates import write_config
+
+pytestmark = pytest.mark.spark
+DAY1, DAY2 = "2026-10-01", "2026-10-02"
+
+
+@pytest.fixture(scope="module")
+def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("access")
+    path = write_config(tmp)
+    cfg = load_config(path)
+    policy = load_access_policy(path.parent / "access", cfg)
+    generate_landing(cfg.landing, DAY1, rows=120, seed=21)
+    generate_landing(cfg.landing, DAY2, rows=120, seed=22)
+    first = run_nightly(spark, cfg, DAY1, policy=policy)
+    second = run_nightly(spark, cfg, DAY2, policy=policy)
+    # The generator reuses customer ids every day (a daily snapshot): key by (date, id).
+    source: dict[tuple[str, str], dict[str, str]] = {}
+    for day in (DAY1, DAY2):
+        with (Path(cfg.landing) / "customers" / day / "part-0000.csv").open(encoding="utf-8") as fh:
+            source.update(
+                {(day, r["customer_id"]): r for r in csv.DictReader(fh) if r["customer_id"]}
+            )
+    return {
+        "cfg": cfg,
+        "policy": policy,
+        "first": first,
+        "second": second,
+        "source": source,
+        "path": path,
+    }
+
+
+def test_analyst_sees_eu_rows_last4_ssn_and_email_tokens(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, source = env["cfg"], env["source"]
+    rows = read_as(spark, cfg, env["policy"], "customers", "analyst").collect()
+    assert rows and {r["region"] for r in rows} == {"EU"}
+    contact = keycache.data_keys(Keyring(cfg.keystore).handle("contact_token"))[1]
+    for r in rows:
+        original = source[(str(r["run_date"]), r["customer_id"])]
+        assert re.fullmatch(r"\*\*\*-\*\*-\d{4}", r["ssn"])
+        assert r["ssn"][-4:] == original["ssn"][-4:]
+        assert r["email"] == hmac_token(contact, original["email"])
+        assert r["date_of_birth"] == original["date_of_birth"][:4]
+        assert "full_name" not in r.asDict() and "phone" not in r.asDict()
+    eu = sum(1 for r in source.values() if r["region"] == "EU" and r["customer_id"][-1] != "X")
+    assert len(rows) == eu
+
+
+def test_support_decrypts_names_but_its_table_holds_ciphertext(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, source = env["cfg"], env["source"]
+    rows = read_as(spark, cfg, env["policy"], "customers", "support").collect()
+    assert len(rows) == sum(1 for _, k in source if not k.endswith("X"))
+    for r in rows:
+        original = source[(str(r["run_date"]), r["customer_id"])]
+        assert (r["full_name"], r["phone"]) == (original["full_name"], original["phone"])
+    at_rest = spark.read.format("delta").load(access_path(cfg, "support", "customers"))
+    assert dict(at_rest.dtypes)["full_name"] == "binary"
+    names = {r["full_name"] for r in source.values()}
+    assert find_plaintext(Path(cfg.lakehouse) / "access", names) == []
+
+
+def test_fraud_sees_only_large_transactions(env, spark) -> None:  # type: ignore[no-untyped-def]
+    rows = read_as(spark, env["cfg"], env["policy"], "transactions", "fraud").collect()
+    assert rows and all(r["amount"] >= 1000 for r in rows)
+
+
+def test_role_without_a_policy_gets_nothing(env, spark) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(AccessDenied, match="role 'auditor' has no access to table 'customers'"):
+        read_as(spark, env["cfg"], env["policy"], "customers", "auditor")
+    with pytest.raises(PolicyError, match="unknown role 'intern'"):
+        read_as(spark, env["cfg"], env["policy"], "customers", "intern")
+    assert not Path(access_path(env["cfg"], "auditor", "customers")).exists()
+
+
+def test_reading_a_hidden_column_raises_a_clear_error(env, spark) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(
+        AccessDenied, match="role 'analyst' may not see column 'full_name' of table 'customers'"
+    ):
+        read_as(spark, env["cfg"], env["policy"], "customers", "analyst", columns=["full_name"])
+
+
+def test_time_travel_shows_only_what_the_role_could_see_then(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, policy = env["cfg"], env["policy"]
+    v_first = env["first"].tables[0].access["analyst"]
+    v_second = env["second"].tables[0].access["analyst"]
+    assert v_second == v_first + 1
+    old = read_as(spark, cfg, policy, "customers", "analyst", version=v_first)
+    assert {str(r["run_date"]) for r in old.select("run_date").distinct().collect()} == {DAY1}
+    assert {r["region"] for r in old.select("region").collect()} == {"EU"}
+    assert "full_name" not in old.columns
+    with pytest.raises(AccessDenied):
+        read_as(spark, cfg, policy, "customers", "analyst", columns=["phone"], version=v_first)
+
+
+def test_role_commits_name_the_policy_version(env, spark) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from delta.tables import DeltaTable
+
+    last = DeltaTable.forPath(spark, access_path(env["cfg"], "analyst", "customers")).history(1)
+    record = json.loads(last.collect()[0]["userMetadata"])
+    assert record["policy_version"] == env["policy"].version()
+    assert record["role"] == "analyst" and record["run_id"] == env["second"].run_id
+
+
+def test_matrix_matches_the_role_tables(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, policy = env["cfg"], env["policy"]
+    rows = matrix(cfg, policy)
+    for role, rp in policy.roles.items():
+        for table in cfg.tables:
+            expected = {r["column"] for r in rows if r["table"] == table and r[role]}
+            path = Path(access_path(cfg, role, table))
+            if table not in rp.tables:
+                assert not expected and not path.exists()
+                continue
+            actual = set(spark.read.format("delta").load(str(path)).columns) - {"run_date"}
+            assert actual == expected, (role, table)
+
+
+def test_access_matrix_cli_prints_and_writes_html(env) -> None:  # type: ignore[no-untyped-def]
+    out = Path(env["cfg"].lakehouse) / "matrix.html"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "securepipe"),
+            "access",
+            "matrix",
+            "--config",
+            str(env["path"]),
+            "--html",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"customers\.ssn\s+pii\s+mask:partial\(show_last=4\)", proc.stdout)
+    assert "mask:partial(show_last=4)" in out.read_text()
+
+
+def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
+    path = write_config(tmp_path)
+    (path.parent / "access" / "roles.yaml").write_text(yaml.safe_dump({"roles": {"r": role}}))
+    with pytest.raises(PolicyError) as err:
+        load_access_policy(path.parent / "access", load_config(path))
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ({"tables": {"nope": {"rows": "true"}}}, "table 'nope': unknown table"),
+        (
+            {"tables": {"customers": {"rows": "true", "columns": {"x": "clear"}}}},
+            "column 'x': unknown column",
+        ),
+        ({"tables": {"customers": {"rows": "region = ", "columns": {}}}}, "does not parse"),
+        (
+            {"tables": {"customers": {"rows": "exists (select 1 from t)", "columns": {}}}},
+            "without subqueries",
+        ),
+        (
+            {"tables": {"customers": {"rows": "true", "columns": {"full_name": "decrypt"}}}},
+            "'decrypt' needs a grant of key 'customer_pii'",
+        ),
+        (
+            {"tables": {"customers": {"rows": "true", "columns": {"email": "clear"}}}},
+            "'clear' is only for non-sensitive columns",
+        ),
+        (
+            {"tables": {"customers": {"rows": "true", "columns": {"card_number": "mask:last4"}}}},
+            "irreversible",
+        ),
+        (
+            {"tables": {"customers": {"rows": "region = :zone", "columns": {}}}},
+            "uses :zone, which the role does not define",
+        ),
+        (
+            {"tables": {"customers": {"rows": "full_name = 'x'", "columns": {}}}},
+            "not comparable after protection",
+        ),
+    ],
+    ids=[
+        "table",
+        "column",
+        "parse",
+        "subquery",
+        "grant",
+        "clear-pii",
+        "mask-hmac",
+        "attr",
+        "filter-on-ciphertext",
+    ],
+)
+def test_bad_policies_are_refused_before_spark(tmp_path, role, message) -> None:  # type: ignore[no-untyped-def]
+    text = _policy_error(tmp_path, role)
+    assert "roles.yaml: role 'r'" in text and message in text
