@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from securepipe.config import PipelineConfig, load_config
@@ -31,13 +31,45 @@ DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
 _log = logging.getLogger("securepipe")
 
 
+_EXTRA = (
+    "event",
+    "table",
+    "stage",
+    "seconds",
+    "rows_read",
+    "rows_rejected",
+    "rows_published",
+    "rows_quarantined",
+    "version",
+    "passed",
+)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log record (for schedulers and log shippers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line, with the stage fields when present."""
+        doc = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        doc.update({k: getattr(record, k) for k in _EXTRA if hasattr(record, k)})
+        return json.dumps(doc, default=str)
+
+
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty() and os.environ.get("SECUREPIPE_LOG_FORMAT") != "json":
+        # On a terminal: short progress lines.
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def _session(cfg: PipelineConfig) -> SparkSession:
@@ -71,11 +103,11 @@ def _policy(cfg: PipelineConfig) -> AccessPolicy | None:
 
 def _print_summary(result: RunResult, cfg: PipelineConfig) -> None:
     print(f"\nsecurepipe run {result.run_id} (run date {result.run_date})")
-    print(f"{'table':<14}{'read':>10}{'published':>11}{'quarantined':>13}{'version':>9}")
+    print(f"{'table':<14}{'read':>10}{'published':>11}{'quarantined':>13}{'version':>9}  status")
     for t in result.tables:
         print(
             f"{t.table:<14}{t.rows_read:>10}{t.rows_published:>11}{t.rows_quarantined:>13}"
-            f"{t.table_version:>9}"
+            f"{t.table_version:>9}  {t.status}"
         )
     print("\noutputs:")
     for t in result.tables:
@@ -93,20 +125,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     policy = _policy(cfg)
-    run_date = parse_run_date(args.date)
+    if args.date:
+        dates = [parse_run_date(args.date)]
+        skip = False
+    elif args.date_from and args.date_to:
+        dates = _date_range(parse_run_date(args.date_from), parse_run_date(args.date_to))
+        skip = not args.force
+    else:
+        raise SecurePipeError("give --date D, or --from D1 --to D2 for a backfill")
     tables = args.tables.split(",") if args.tables else None
     for name in tables or ():
         cfg.table(name)
     spark = _session(cfg)
     try:
-        result = run_nightly(spark, cfg, run_date, tables=tables, policy=policy)
+        for day in dates:
+            result = run_nightly(spark, cfg, day, tables=tables, policy=policy, skip_unchanged=skip)
+            if args.json:
+                print(json.dumps(result.as_dict(), indent=2, default=str))
+            else:
+                _print_summary(result, cfg)
     finally:
         spark.stop()
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-    else:
-        _print_summary(result, cfg)
     return 0
+
+
+def _date_range(start: str, end: str) -> list[str]:
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    if last < first:
+        raise SecurePipeError(f"--from {start} is after --to {end}")
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -236,6 +283,96 @@ def _matrix_html(rows: list[dict[str, object]], roles: list[str], version: str) 
     )
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from securepipe.pipeline import table_path
+
+    cfg = _load(args)
+    cfg.table(args.table)
+    spark = _session(cfg)
+    try:
+        if args.role:
+            from securepipe.access.views import read_as
+
+            policy = _policy(cfg)
+            if policy is None:
+                raise SecurePipeError("no access policy: --role needs conf/access/")
+            df = read_as(
+                spark,
+                cfg,
+                policy,
+                args.table,
+                args.role,
+                version=args.version,
+                timestamp=args.as_of,
+            )
+        else:
+            reader = spark.read.format("delta")
+            if args.version is not None:
+                reader = reader.option("versionAsOf", args.version)
+            elif args.as_of:
+                reader = reader.option("timestampAsOf", args.as_of)
+            df = reader.load(table_path(cfg, args.table))
+        rows = df.limit(args.limit).collect()
+        for row in rows:
+            print(json.dumps({k: _display(v) for k, v in row.asDict().items()}, ensure_ascii=False))
+    finally:
+        spark.stop()
+    return 0
+
+
+def _display(value: object) -> object:
+    if isinstance(value, bytes | bytearray):
+        data = bytes(value)
+        if len(data) > 5 and data[0] == 1:
+            return f"<envelope v{int.from_bytes(data[1:5], 'big')}, {len(data)} bytes>"
+        return f"<binary, {len(data)} bytes>"
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from securepipe.audit import read_audit
+    from securepipe.pipeline import storage_root
+
+    cfg = _load(args)
+    spark = _session(cfg)
+    try:
+        rows = read_audit(spark, storage_root(cfg.lakehouse)).limit(args.limit).collect()
+    finally:
+        spark.stop()
+    print(
+        f"{'started (UTC)':<21}{'job':<11}{'run date':<12}{'status':<13}{'read':>9}"
+        f"{'published':>11}{'quarant.':>10}  run id"
+    )
+    for r in rows:
+        print(
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['job']:<11}{r['run_date'] or '':<12}"
+            f"{r['status']:<13}{r['rows_read'] or 0:>9}{r['rows_published'] or 0:>11}"
+            f"{r['rows_quarantined'] or 0:>10}  {r['run_id']}"
+        )
+        if r["message"]:
+            print(f"{'':<21}{r['message'][:200]}")
+    return 0
+
+
+def _cmd_maintain(args: argparse.Namespace) -> int:
+    from securepipe.maintenance import maintain
+
+    cfg = _load(args)
+    hours = args.retain_hours if args.retain_hours is not None else cfg.retention.vacuum_hours
+    from securepipe.ops import check_retention
+
+    check_retention(hours, cfg.retention.allow_below_safety and args.allow_below_safety)
+    spark = _session(cfg)
+    try:
+        for line in maintain(spark, cfg, hours):
+            print(line)
+    finally:
+        spark.stop()
+    return 0
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     from securepipe.delta_io import history
     from securepipe.pipeline import quarantine_path, table_path
@@ -261,7 +398,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run the nightly job for one date")
-    run.add_argument("--date", required=True, help="run date YYYY-MM-DD")
+    run.add_argument("--date", help="run date YYYY-MM-DD")
+    run.add_argument("--from", dest="date_from", help="backfill: first date")
+    run.add_argument("--to", dest="date_to", help="backfill: last date (inclusive)")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="backfill: re-run dates already published from the same inputs",
+    )
     run.add_argument("--tables", help="comma-separated subset of tables")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(func=_cmd_run)
@@ -290,6 +434,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     reenc.add_argument("table")
     reenc.set_defaults(func=_cmd_reencrypt)
+
+    show = sub.add_parser("show", parents=[common], help="rows of a table, now or in the past")
+    show.add_argument("table")
+    show.add_argument("--version", type=int, help="Delta version (time travel)")
+    show.add_argument("--as-of", help="timestamp (time travel), e.g. '2026-11-28 23:00:00'")
+    show.add_argument("--role", help="read the role's table, decrypting what it is granted")
+    show.add_argument("--limit", type=int, default=20)
+    show.set_defaults(func=_cmd_show)
+
+    aud = sub.add_parser("audit", parents=[common], help="the run log, newest first")
+    aud.add_argument("--limit", type=int, default=30)
+    aud.set_defaults(func=_cmd_audit)
+
+    maint = sub.add_parser("maintain", parents=[common], help="VACUUM and log retention")
+    maint.add_argument("--retain-hours", type=int, help="override retention.vacuum_hours")
+    maint.add_argument(
+        "--allow-below-safety",
+        action="store_true",
+        help="with retention.allow_below_safety: permit < 168 h",
+    )
+    maint.set_defaults(func=_cmd_maintain)
 
     access = sub.add_parser("access", parents=[common], help="access policies")
     access.add_argument("action", choices=["matrix"])

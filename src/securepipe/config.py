@@ -33,6 +33,7 @@ __all__ = [
     "PipelineConfig",
     "Pkcs11Config",
     "ProtectSpec",
+    "RetentionConfig",
     "SourceConfig",
     "SparkSettings",
     "TableConfig",
@@ -233,6 +234,14 @@ class SparkSettings(_Model):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class RetentionConfig(_Model):
+    """How long old table versions stay readable (time travel) before VACUUM removes files."""
+
+    vacuum_hours: int = Field(default=168, ge=0)
+    log_retention_days: int = Field(default=7, ge=1)
+    allow_below_safety: bool = False
+
+
 class PipelineConfig(_Model):
     """The whole validated configuration of a pipeline."""
 
@@ -244,6 +253,7 @@ class PipelineConfig(_Model):
     keys: dict[str, KeyConfig]
     tables: dict[str, TableConfig]
     compliance: ComplianceConfig = ComplianceConfig()
+    retention: RetentionConfig = RetentionConfig()
     gates: dict[str, GateConfig] = Field(default_factory=dict)
     source_file: str = ""
 

@@ -47,6 +47,8 @@ def ensure_table(
     """
     if DeltaTable.isDeltaTable(spark, path):
         return
+    from securepipe.ops import retry_concurrent
+
     stats = [c for c in stats_columns if c != partition_by]
     builder = (
         DeltaTable.createIfNotExists(spark)
@@ -59,7 +61,8 @@ def ensure_table(
         builder = builder.property("delta.dataSkippingStatsColumns", ",".join(stats))
     else:
         builder = builder.property("delta.dataSkippingNumIndexedCols", "0")
-    builder.execute()
+    # Two first runs racing to create the table: the loser retries and finds it created.
+    retry_concurrent(builder.execute, f"creating Delta table {path}")
 
 
 def replace_partition(
@@ -81,7 +84,9 @@ def replace_partition(
     Returns:
         The commit's version and row count.
     """
-    try:
+    from securepipe.ops import retry_concurrent
+
+    def write() -> None:
         (
             df.write.format("delta")
             .mode("overwrite")
@@ -89,8 +94,11 @@ def replace_partition(
             .option("userMetadata", json.dumps(user_metadata, sort_keys=True))
             .save(path)
         )
-    except Exception as exc:  # a Py4J/Spark error: keep its class, never its message (values)
-        raise PublishError(f"writing Delta table {path} failed ({type(exc).__name__})") from None
+
+    # Another run committing to the same table first raises one of Delta's concurrency
+    # exceptions: retry (the replaceWhere makes the write idempotent); any other error keeps its
+    # class only, never its message (Spark messages can quote values).
+    retry_concurrent(write, f"writing Delta table {path}")
     last = DeltaTable.forPath(df.sparkSession, path).history(1).collect()[0]
     metrics = last["operationMetrics"] or {}
     return CommitInfo(path, int(last["version"]), int(metrics.get("numOutputRows", 0)))

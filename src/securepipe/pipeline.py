@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,10 +21,12 @@ from pyspark.sql import functions as F
 from securepipe import __version__
 from securepipe.access.policy import AccessPolicy
 from securepipe.access.publish import publish_role_tables
+from securepipe.audit import AuditEntry, append_audit
 from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.delta_io import current_version, ensure_table, replace_partition, restore
-from securepipe.errors import ConfigError, GateFailed
+from securepipe.errors import ConfigError, GateFailed, SecurePipeError
+from securepipe.ops import run_lock
 from securepipe.protect import protect_columns
 from securepipe.protect.registry import get_operator
 from securepipe.protect.udfs import apply_udf, build_encrypt_udf
@@ -202,6 +206,48 @@ def _input_files(spark: SparkSession, df: DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _already_published(
+    spark: SparkSession, path: str, run_date: str, inputs: list[dict[str, Any]], config_hash: str
+) -> bool:
+    """True if the latest publish of `run_date` used the same input checksums and config."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path) or not all("sha256" in f for f in inputs):
+        return False
+    for row in DeltaTable.forPath(spark, path).history().select("userMetadata").collect():
+        try:
+            record = json.loads(row["userMetadata"] or "{}")
+        except ValueError:
+            continue
+        if record.get("run_date") == run_date and record.get("kind") == "publish":
+            theirs = sorted(f.get("sha256", "") for f in record.get("input_files", []))
+            return (
+                theirs == sorted(f["sha256"] for f in inputs)
+                and record.get("config_hash") == config_hash
+            )
+    return False
+
+
+def _fault_point(name: str) -> None:
+    """Test hook: with SECUREPIPE_FAULT_<NAME>=<file>, touch the file and wait to be killed."""
+    marker = os.environ.get(f"SECUREPIPE_FAULT_{name}")
+    if marker:
+        Path(marker).touch()
+        time.sleep(float(os.environ.get("SECUREPIPE_FAULT_SECONDS", "120")))
+
+
+def _stage(table: str, stage: str, seconds: float, **counts: int) -> None:
+    detail = " ".join(f"{k}={v}" for k, v in counts.items())
+    _log.info(
+        "table %s: %s done in %.1fs %s",
+        table,
+        stage,
+        seconds,
+        detail,
+        extra={"event": "stage", "table": table, "stage": stage, "seconds": seconds, **counts},
+    )
+
+
 def run_table(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -209,6 +255,7 @@ def run_table(
     run_date: str,
     run_id: str,
     keys: dict[str, KeyHandle],
+    skip_unchanged: bool = False,
 ) -> TableResult:
     """Run one table of the nightly job: protect, gate, then publish (or refuse).
 
@@ -226,6 +273,22 @@ def run_table(
     tpath, qpath = table_path(cfg, table), quarantine_path(cfg, table)
     raw = read_landing(spark, table, table_cfg, storage_root(cfg.landing), run_date)
     input_files = _input_files(spark, raw)
+    if skip_unchanged and _already_published(
+        spark, tpath, run_date, input_files, cfg.fingerprint()
+    ):
+        _log.info("table %s: %s already published from the same inputs; skipped", table, run_date)
+        return TableResult(
+            table=table,
+            status="skipped",
+            rows_read=0,
+            rows_published=0,
+            rows_quarantined=0,
+            table_path=tpath,
+            table_version=current_version(spark, tpath),
+            quarantine_path=qpath,
+            quarantine_version=current_version(spark, qpath),
+            input_files=input_files,
+        )
     batch = protect_batch(raw, table, table_cfg, keys, run_date)
     batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
@@ -248,9 +311,17 @@ def run_table(
         }
         published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
         stages["read_protect"] = round(time.monotonic() - mark, 2)
+        _stage(
+            table,
+            "read+protect",
+            stages["read_protect"],
+            rows_read=rows_read,
+            rows_rejected=expected_quarantine,
+        )
         mark = time.monotonic()
         verdict = evaluate(batch, published, table, cfg, keys)
         stages["gate"] = round(time.monotonic() - mark, 2)
+        _stage(table, "gate", stages["gate"], passed=int(verdict.passed))
         mark = time.monotonic()
         _log.info(
             "table %s: gate %s (%d rows read, %d to quarantine)",
@@ -307,6 +378,7 @@ def run_table(
             "input_files": input_files,
             "gates": gate_summary,
         }
+        _fault_point("PAUSE_BEFORE_PUBLISH")
         quarantined = batch.where(is_bad).withColumn(RUN_ID_COLUMN, F.lit(run_id))
         ensure_table(spark, qpath, quarantined.schema, PARTITION_COLUMN, [RUN_ID_COLUMN])
         qcommit = replace_partition(
@@ -343,6 +415,14 @@ def run_table(
             f"{tcommit.rows_written}, quarantined {qcommit.rows_written}; commits rolled back"
         )
     stages["publish"] = round(time.monotonic() - mark, 2)
+    _stage(
+        table,
+        "publish",
+        stages["publish"],
+        rows_published=tcommit.rows_written,
+        rows_quarantined=qcommit.rows_written,
+        version=tcommit.version,
+    )
     result.rows_published = tcommit.rows_written
     result.rows_quarantined = qcommit.rows_written
     result.table_version = tcommit.version
@@ -384,6 +464,12 @@ def parse_run_date(value: str | date) -> str:
         raise ConfigError(f"run date {value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
+def lock_dir(cfg: PipelineConfig) -> str:
+    """Run locks live beside a local lakehouse, or in `.cache/locks` for object stores."""
+    root = storage_root(cfg.lakehouse)
+    return f"{root}/_locks" if "://" not in root else str(Path(".cache/locks").resolve())
+
+
 def run_nightly(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -391,6 +477,7 @@ def run_nightly(
     tables: Iterable[str] | None = None,
     run_id: str | None = None,
     policy: AccessPolicy | None = None,
+    skip_unchanged: bool = False,
 ) -> RunResult:
     """Run the nightly job for one date over the configured (or the given) tables.
 
@@ -401,6 +488,8 @@ def run_nightly(
         tables: a subset of tables; all configured tables by default.
         run_id: an explicit run id (tests); generated otherwise.
         policy: access policy; each published table's role tables are rebuilt from it.
+        skip_unchanged: backfills: skip a table whose date was published from the same input
+            checksums and configuration.
 
     Returns:
         Counts, versions and paths per table.
@@ -415,9 +504,103 @@ def run_nightly(
         cfg.table(name)
     run_id = run_id or new_run_id(day)
     keys = resolve_keys(cfg, names)
-    results = []
+    started = datetime.now(UTC)
+    results: list[TableResult] = []
+    status, message = "error", ""
+    try:
+        with run_lock(lock_dir(cfg), f"nightly-{day}"):
+            result = _run_tables(
+                spark, cfg, day, names, run_id, keys, policy, skip_unchanged, results
+            )
+        status = result.status
+        if status == "gate_failed":
+            failed = [t for t in results if t.status == "gate_failed"]
+            message = "; ".join(
+                f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, "
+                f"0 published)"
+                for t in failed
+            )
+            raise GateFailed(
+                f"gate failed, nothing published for it: {message}; report {result.report_path}",
+                result=result,
+            )
+        return result
+    except GateFailed as exc:
+        status, message = "gate_failed", message or str(exc)
+        raise
+    except Exception as exc:
+        condition = getattr(exc, "getCondition", lambda: None)()
+        message = (
+            str(exc)
+            if isinstance(exc, SecurePipeError)
+            else (type(exc).__name__ + (f" [{condition}]" if condition else ""))
+        )
+        raise
+    finally:
+        _audit(spark, cfg, run_id, "nightly", day, started, status, message, results, keys)
+
+
+def _audit(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_id: str,
+    job: str,
+    day: str | None,
+    started: datetime,
+    status: str,
+    message: str,
+    results: list[TableResult],
+    keys: dict[str, KeyHandle],
+) -> None:
+    published = [t for t in results if t.status == "published"]
+    entry = AuditEntry(
+        run_id=run_id,
+        job=job,
+        run_date=day,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        status=status,
+        message=message,
+        config_hash=cfg.fingerprint(),
+        rows_read=sum(t.rows_read for t in results),
+        rows_published=sum(t.rows_published for t in published),
+        rows_quarantined=sum(t.rows_quarantined for t in published),
+        tables={
+            t.table: {
+                "status": t.status,
+                "version": t.table_version,
+                "quarantine_version": t.quarantine_version,
+                "access": t.access,
+                "gate": {
+                    "passed": t.gate.get("passed"),
+                    "failures": t.gate.get("failures", []),
+                    "warnings": t.gate.get("warnings", []),
+                },
+                "rows_read": t.rows_read,
+                "rows_published": t.rows_published,
+                "rows_quarantined": t.rows_quarantined,
+            }
+            for t in results
+        },
+        input_checksums=[f for t in results for f in t.input_files],
+        key_versions={name: h.current for name, h in keys.items()},
+    )
+    append_audit(spark, storage_root(cfg.lakehouse), [entry])
+
+
+def _run_tables(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    day: str,
+    names: list[str],
+    run_id: str,
+    keys: dict[str, KeyHandle],
+    policy: AccessPolicy | None,
+    skip_unchanged: bool,
+    results: list[TableResult],
+) -> RunResult:
     for name in names:
-        table_result = run_table(spark, cfg, name, day, run_id, keys)
+        table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
         if policy is not None and table_result.status == "published":
             started = time.monotonic()
             source = spark.read.format("delta").load(table_result.table_path)
@@ -428,15 +611,4 @@ def run_nightly(
         results.append(table_result)
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, reports_root(cfg), result.as_dict())
-    if result.status == "gate_failed":
-        failed = [t for t in results if t.status == "gate_failed"]
-        details = "; ".join(
-            f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, "
-            f"0 published)"
-            for t in failed
-        )
-        raise GateFailed(
-            f"gate failed, nothing published for it: {details}; report {result.report_path}",
-            result=result,
-        )
     return result

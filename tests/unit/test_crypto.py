@@ -125,3 +125,14 @@ def test_hmac_batch_matches_single_and_keeps_nulls() -> None:
     values = ["a", None, "山田", ""]
     out = hmac_many(KEY, values)
     assert out == [hmac_token(KEY, "a"), None, hmac_token(KEY, "山田"), hmac_token(KEY, "")]
+
+
+def test_prepared_hmac_equals_the_standard_library() -> None:
+    import hmac as std
+
+    from securepipe.crypto._primitives import hmac_prepared
+
+    for key in (os.urandom(32), os.urandom(64), os.urandom(100), b""):
+        digest = hmac_prepared(key)
+        for message in (b"", b"a", "山田".encode(), os.urandom(1000)):
+            assert digest(message) == std.digest(key, message, "sha256")

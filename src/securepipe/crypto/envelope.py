@@ -105,9 +105,9 @@ def encrypt_many(
 
 def hmac_many(key: bytes, values: list[str | None]) -> list[str | None]:
     """`hmac_token` over a batch; `None` stays `None`."""
-    digest = p.hmac_digest
+    digest = p.hmac_prepared(key)
     encode = base64.urlsafe_b64encode
     return [
-        None if value is None else encode(digest(key, value.encode("utf-8")))[:43].decode("ascii")
+        None if value is None else encode(digest(value.encode("utf-8")))[:43].decode("ascii")
         for value in values
     ]

@@ -79,20 +79,29 @@ def matches(col: Column, detector: DetectorConfig) -> Column:
     if not detector.luhn:
         return col.rlike(detector.pattern)
     candidates = F.regexp_extract_all(col, F.lit(f"({detector.pattern})"), 1)
-    return F.exists(candidates, lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", "")))
+    # The cheap regex test first: And short-circuits, so Luhn runs only on candidate rows.
+    return col.rlike(detector.pattern) & F.exists(
+        candidates, lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", ""))
+    )
+
+
+def any_match(col: Column, active: dict[str, DetectorConfig]) -> Column:
+    """One regex pass (all detectors' patterns as alternatives): a superset of every hit."""
+    return col.rlike("|".join(f"(?:{d.pattern})" for d in active.values()))
 
 
 def scanned_columns(df: DataFrame, table_cfg: TableConfig) -> list[str]:
     """String and binary output columns that the leak scan reads.
 
-    Exempt: columns declared `clear_text`, format-preserving tokens (shaped like the data on
-    purpose; checked as tokens instead) and AES-GCM envelopes (random bytes; checked as
-    envelopes instead).
+    Exempt: columns declared `clear_text`, and columns whose every value is checked by shape
+    instead (`well_formed_protection`): AES-GCM envelopes (random bytes), format-preserving
+    tokens (shaped like the data on purpose) and hmac/daead tokens (base64url only, which no
+    detector can match: e-mails need `@`, the others need boundaries outside base64url).
     """
     out = []
     for f in df.schema.fields:
         cfg = table_cfg.columns.get(f.name)
-        if cfg is None or cfg.clear_text or cfg.protect.op in ("fpe", "encrypt"):
+        if cfg is None or cfg.clear_text or cfg.protect.op in ("fpe", "encrypt", "tokenize"):
             continue
         if isinstance(f.dataType, StringType | BinaryType):
             out.append(f.name)

@@ -1,0 +1,136 @@
+"""Nightly operations as a scheduler sees them: a killed run, overlapping runs, backfills,
+JSON log lines and the exit codes. Real subprocesses, real kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from securepipe.config import load_config
+from securepipe.generate import generate_landing
+from tests.integration.test_gates import write_config
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent / "securepipe"
+D1, D2, D3 = "2026-09-01", "2026-09-02", "2026-09-03"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+            **extra}
+
+
+def _run(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), "run", "--config", str(config), "--tables", "customers",
+                           *args], capture_output=True, text=True, env=_env(**env), timeout=400)
+
+
+def _delta_version(path: Path) -> int:
+    log = path / "_delta_log"
+    return max(int(p.stem) for p in log.glob("*.json")) if log.is_dir() else -1
+
+
+@pytest.fixture
+def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path)
+    cfg = load_config(config)
+    for i, day in enumerate((D1, D2, D3)):
+        generate_landing(cfg.landing, day, rows=60, seed=100 + i)
+    return config, cfg
+
+
+def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config, cfg = setup
+    assert _run(config, "--date", D1).returncode == 0
+    table = Path(cfg.lakehouse) / "tables" / "customers"
+    before = _delta_version(table)
+    marker = tmp_path / "paused"
+    proc = subprocess.Popen(
+        [str(BIN), "run", "--config", str(config), "--tables", "customers", "--date", D2],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=_env(SECUREPIPE_FAULT_PAUSE_BEFORE_PUBLISH=str(marker)), start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before reaching the publish step"
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, mid-run, after protection
+    proc.wait(timeout=60)
+    assert _delta_version(table) == before
+    assert _delta_version(Path(cfg.lakehouse) / "quarantine" / "customers") == before
+    # The killed run's lock is stale (its pid is gone): the next run takes it over.
+    again = _run(config, "--date", D2)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _delta_version(table) == before + 1
+    audit = subprocess.run([str(BIN), "audit", "--config", str(config)], capture_output=True,
+                           text=True, env=_env(), timeout=200)
+    assert audit.stdout.count(" ok ") >= 2
+
+
+def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(setup) -> None:  # type: ignore[no-untyped-def]
+    config, cfg = setup
+    assert _run(config, "--date", D1).returncode == 0  # the table exists
+    cmd = [str(BIN), "run", "--config", str(config), "--tables", "customers"]
+    a = subprocess.Popen([*cmd, "--date", D2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env())
+    b = subprocess.Popen([*cmd, "--date", D3], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env())
+    out_a, err_a = a.communicate(timeout=400)
+    out_b, err_b = b.communicate(timeout=400)
+    assert a.returncode == 0, err_a[-2000:]
+    assert b.returncode == 0, err_b[-2000:]
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(Path(cfg.lakehouse) / "tables" / "customers"))
+    dates = table.to_pyarrow_table(columns=["run_date"]).column("run_date").to_pylist()
+    assert sorted({str(d) for d in dates}) == [D1, D2, D3]
+    assert len(dates) == 3 * 60  # no duplicate, no loss
+
+    lock = Path(cfg.lakehouse) / "_locks" / f"nightly-{D3}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
+                                    "since": "2026-09-03T02:30:00+00:00"}))
+        locked = _run(config, "--date", D3)
+    finally:
+        holder.kill()
+    assert locked.returncode == 1
+    assert f"another run holds {lock}" in locked.stderr
+
+
+def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:  # type: ignore[no-untyped-def]
+    config, _ = setup
+    first = _run(config, "--from", D1, "--to", D3, "--json")
+    assert first.returncode == 0, first.stderr[-2000:]
+    docs = _json_docs(first.stdout)
+    assert [d["run_date"] for d in docs] == [D1, D2, D3]
+    assert {d["tables"][0]["status"] for d in docs} == {"published"}
+    second = _run(config, "--from", D1, "--to", D2, "--json")
+    assert {d["tables"][0]["status"] for d in _json_docs(second.stdout)} == {"skipped"}
+    forced = _run(config, "--from", D2, "--to", D2, "--force", "--json")
+    assert {d["tables"][0]["status"] for d in _json_docs(forced.stdout)} == {"published"}
+    # Not a terminal: every log line is a JSON object; stages carry counts and durations.
+    lines = [json.loads(x) for x in first.stderr.splitlines() if x.startswith("{")]
+    stages = [x for x in lines if x.get("event") == "stage"]
+    assert {x["stage"] for x in stages} >= {"read+protect", "gate", "publish"}
+    assert all("seconds" in x for x in stages)
+
+
+def _json_docs(text: str) -> list[dict]:  # type: ignore[type-arg]
+    decoder, docs, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i] == "{":
+            doc, i = decoder.raw_decode(text, i)
+            docs.append(doc)
+        else:
+            i += 1
+    return docs

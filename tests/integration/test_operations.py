@@ -1,0 +1,98 @@
+"""Audit log, time travel, retention and run locks, in process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from securepipe.audit import audit_path, read_audit
+from securepipe.config import load_config
+from securepipe.errors import ConfigError, GateFailed
+from securepipe.generate import generate_landing
+from securepipe.maintenance import maintain
+from securepipe.ops import RunLocked, check_retention, run_lock
+from securepipe.pipeline import run_nightly, table_path
+from tests.integration.test_gates import _keep_email, write_config
+
+pytestmark = pytest.mark.spark
+D1, D2 = "2026-08-01", "2026-08-02"
+
+
+@pytest.fixture(scope="module")
+def ran(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("ops")
+    cfg = load_config(write_config(tmp))
+    generate_landing(cfg.landing, D1, rows=50, seed=1)
+    generate_landing(cfg.landing, D2, rows=50, seed=2)
+    r1 = run_nightly(spark, cfg, D1, tables=["customers"])
+    r2 = run_nightly(spark, cfg, D2, tables=["customers"])
+    bad = load_config(write_config(tmp, _keep_email))
+    with pytest.raises(GateFailed):
+        run_nightly(spark, bad, D2, tables=["customers"])
+    return cfg, r1, r2
+
+
+def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, r1, r2 = ran
+    rows = read_audit(spark, cfg.lakehouse).collect()
+    assert [r["status"] for r in rows] == ["gate_failed", "ok", "ok"]
+    latest_ok = rows[1]
+    assert latest_ok["run_id"] == r2.run_id and latest_ok["job"] == "nightly"
+    assert latest_ok["rows_read"] == 54 and latest_ok["rows_published"] == 50
+    tables = json.loads(latest_ok["tables"])
+    assert tables["customers"]["version"] == r2.tables[0].table_version
+    assert json.loads(latest_ok["key_versions"])["customer_pii"] == 1
+    assert all("sha256" in f for f in json.loads(latest_ok["input_checksums"]))
+    assert "leak_scan" in rows[0]["message"]
+    assert rows[0]["user"] and rows[0]["host"] and rows[0]["ended_at"] >= rows[0]["started_at"]
+
+
+def test_audit_table_is_append_only(ran, spark) -> None:  # type: ignore[no-untyped-def]
+    from delta.tables import DeltaTable
+
+    cfg, _, _ = ran
+    with pytest.raises(Exception, match="(?i)append"):
+        DeltaTable.forPath(spark, audit_path(cfg.lakehouse)).delete("true")
+
+
+def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, r1, r2 = ran
+    old = spark.read.format("delta").option("versionAsOf", r1.tables[0].table_version) \
+        .load(table_path(cfg, "customers"))
+    assert {str(r["run_date"]) for r in old.select("run_date").distinct().collect()} == {D1}
+    assert dict(old.dtypes)["full_name"] == "binary"
+    now = spark.read.format("delta").load(table_path(cfg, "customers"))
+    assert now.count() == 100
+
+
+def test_retention_below_the_safety_threshold_is_refused() -> None:
+    with pytest.raises(ConfigError, match="below Delta's safety threshold of 168 h"):
+        check_retention(24, allow_below_safety=False)
+    check_retention(24, allow_below_safety=True)
+    check_retention(168, allow_below_safety=False)
+
+
+def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, r1, _ = ran
+    lines = list(maintain(spark, cfg, 168))
+    assert any("/tables/customers" in x for x in lines)
+    assert any("/_audit/runs" in x for x in lines)
+    old = spark.read.format("delta").option("versionAsOf", r1.tables[0].table_version) \
+        .load(table_path(cfg, "customers"))
+    assert old.count() == 50
+    props = spark.sql(f"SHOW TBLPROPERTIES delta.`{table_path(cfg, 'customers')}`").collect()
+    assert {r["key"]: r["value"] for r in props}["delta.logRetentionDuration"] == "interval 7 days"
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+    with run_lock(tmp_path, "nightly-x"), pytest.raises(RunLocked, match="another run holds"):
+        with run_lock(tmp_path, "nightly-x"):
+            pass
+    dead = tmp_path / "nightly-y.lock"
+    dead.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    with run_lock(tmp_path, "nightly-y"):
+        assert json.loads(dead.read_text())["pid"] == os.getpid()
+    assert not dead.exists()
