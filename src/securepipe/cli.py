@@ -373,6 +373,94 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_subjects(path: str) -> list[str]:
+    from pathlib import Path
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SecurePipeError(f"cannot read subjects file {path} ({exc.strerror})") from None
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from securepipe.audit import AuditEntry, append_audit
+    from securepipe.erasure import erase_subjects
+    from securepipe.pipeline import new_run_id, resolve_keys, storage_root
+
+    cfg = _load(args)
+    policy = _policy(cfg)
+    ids = _read_subjects(args.subjects)
+    keys = resolve_keys(cfg, list(cfg.tables))
+    run_id = new_run_id("erase")
+    started = datetime.now(UTC)
+    spark = _session(cfg)
+    try:
+        result = erase_subjects(spark, cfg, ids, keys, run_id, policy)
+        append_audit(
+            spark,
+            storage_root(cfg.lakehouse),
+            [
+                AuditEntry(
+                    run_id=run_id,
+                    job="erase",
+                    started_at=started,
+                    ended_at=datetime.now(UTC),
+                    status="ok",
+                    config_hash=cfg.fingerprint(),
+                    message=(
+                        f"{args.reason or 'erasure request'}: {result.requested} subjects, "
+                        f"{result.keys_destroyed} keys destroyed, {result.unknown} unknown"
+                    ),
+                    tables={
+                        "rows_deleted": result.rows_deleted,
+                        "subject_hashes": result.subject_hashes,
+                    },
+                )
+            ],
+        )
+    finally:
+        spark.stop()
+    print(
+        f"erased {result.keys_destroyed} of {result.requested} subjects "
+        f"({result.unknown} unknown: nothing to erase); rows deleted: {result.rows_deleted}"
+    )
+    print(
+        f"audit run id {run_id}; prove it with: securepipe verify-erasure --subjects "
+        f"{args.subjects}"
+    )
+    return 0
+
+
+def _cmd_verify_erasure(args: argparse.Namespace) -> int:
+    from securepipe.erasure import verify_erasure
+    from securepipe.pipeline import resolve_keys
+
+    cfg = _load(args)
+    ids = _read_subjects(args.subjects)
+    keys = resolve_keys(cfg, list(cfg.tables))
+    spark = _session(cfg)
+    try:
+        report = verify_erasure(spark, cfg, ids, keys)
+    finally:
+        spark.stop()
+    print(json.dumps(report, indent=2, default=str))
+    if not report["erased"]:
+        print(
+            f"securepipe: error: {report['values_readable']} values of these subjects can still "
+            "be read",
+            file=sys.stderr,
+        )
+        return 2
+    print(
+        f"verified: {report['versions_checked']} table versions read, "
+        f"{report['values_found']} stored values of these subjects, none readable"
+    )
+    return 0
+
+
 def _cmd_history(args: argparse.Namespace) -> int:
     from securepipe.delta_io import history
     from securepipe.pipeline import quarantine_path, table_path
@@ -455,6 +543,19 @@ def _parser() -> argparse.ArgumentParser:
         help="with retention.allow_below_safety: permit < 168 h",
     )
     maint.set_defaults(func=_cmd_maintain)
+
+    erase = sub.add_parser("erase", parents=[common], help="erase data subjects (crypto-shred)")
+    erase.add_argument("--subjects", required=True, help="file with one subject id per line")
+    erase.add_argument("--reason", help="recorded in the audit log (no personal data)")
+    erase.set_defaults(func=_cmd_erase)
+
+    verify = sub.add_parser(
+        "verify-erasure",
+        parents=[common],
+        help="prove no past version holds readable values of subjects",
+    )
+    verify.add_argument("--subjects", required=True)
+    verify.set_defaults(func=_cmd_verify_erasure)
 
     access = sub.add_parser("access", parents=[common], help="access policies")
     access.add_argument("action", choices=["matrix"])

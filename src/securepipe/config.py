@@ -26,6 +26,7 @@ __all__ = [
     "ColumnConfig",
     "ComplianceConfig",
     "DetectorConfig",
+    "ErasureConfig",
     "ExpectationSpec",
     "GateConfig",
     "KeyConfig",
@@ -129,6 +130,9 @@ class TableConfig(_Model):
     )
     columns: dict[str, ColumnConfig]
     gates: list[str] = Field(default_factory=list, description="gate names from conf/gates/")
+    subject: str | None = Field(
+        default=None, description="column naming the data subject (crypto-shredding, erasure)"
+    )
 
     @model_validator(mode="after")
     def _key_is_a_column(self) -> TableConfig:
@@ -234,6 +238,14 @@ class SparkSettings(_Model):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class ErasureConfig(_Model):
+    """Keys of the subject key store: `kek` (aead) wraps subject keys, `index_key` (hmac)
+    hashes subject ids."""
+
+    kek: str
+    index_key: str
+
+
 class RetentionConfig(_Model):
     """How long old table versions stay readable (time travel) before VACUUM removes files."""
 
@@ -254,6 +266,7 @@ class PipelineConfig(_Model):
     tables: dict[str, TableConfig]
     compliance: ComplianceConfig = ComplianceConfig()
     retention: RetentionConfig = RetentionConfig()
+    erasure: ErasureConfig | None = None
     gates: dict[str, GateConfig] = Field(default_factory=dict)
     source_file: str = ""
 
@@ -307,7 +320,30 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
     for key_name in (*cfg.keys, *cfg.tables):
         if not _NAME_RE.match(key_name):
             raise ConfigError(f"{path}: name {key_name!r} must match {_NAME_RE.pattern}")
+    if cfg.erasure is not None:
+        for role, name, kind in (
+            ("kek", cfg.erasure.kek, "aead"),
+            ("index_key", cfg.erasure.index_key, "hmac"),
+        ):
+            if name not in cfg.keys or cfg.keys[name].type != kind:
+                raise ConfigError(
+                    f"{path}: erasure.{role} {name!r} must name a declared key of type {kind}"
+                )
     for table_name, table in cfg.tables.items():
+        per_subject = [
+            c
+            for c, col in table.columns.items()
+            if col.protect.op in ("encrypt_subject", "tokenize_subject")
+        ]
+        if per_subject and (table.subject is None or cfg.erasure is None):
+            raise ConfigError(
+                f"{path}: table {table_name!r}, column {per_subject[0]!r}: per-subject "
+                "protection needs the table's subject: column and a top-level erasure: section"
+            )
+        if table.subject is not None and table.subject not in table.columns:
+            raise ConfigError(
+                f"{path}: table {table_name!r}: subject column {table.subject!r} is not declared"
+            )
         qkey = cfg.keys.get(table.quarantine_key)
         if qkey is None or qkey.type != "aead":
             raise ConfigError(

@@ -110,6 +110,8 @@ def retry_concurrent(action: Callable[[], T], what: str, attempts: int = 4) -> T
     for attempt in range(1, attempts + 1):
         try:
             return action()
+        except SecurePipeError:
+            raise  # our own refusals (a gate, a policy) are not concurrency conflicts
         except Exception as exc:
             if is_conflict(exc) and attempt < attempts:
                 _log.warning("%s: concurrent commit, retrying (%d/%d)", what, attempt, attempts)

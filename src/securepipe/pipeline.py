@@ -25,6 +25,12 @@ from securepipe.audit import AuditEntry, append_audit
 from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.delta_io import current_version, ensure_table, replace_partition, restore
+from securepipe.erasure import (
+    KEK_SENTINEL,
+    attach_subject_keys,
+    ensure_subject_keys,
+    with_subject_hash,
+)
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
 from securepipe.ops import run_lock
 from securepipe.protect import protect_columns
@@ -119,7 +125,7 @@ def _keys_of(table_cfg: TableConfig) -> set[str]:
     names = {table_cfg.quarantine_key}
     for col in table_cfg.columns.values():
         name = get_operator(col.protect.op).key_name(col.protect.params)
-        if name:
+        if name and name != KEK_SENTINEL:
             names.add(name)
     return names
 
@@ -146,7 +152,7 @@ def protect_batch(
     # not tokenized for it (its value may be outside the FF1 domain).
     rejected = F.size(REASONS_COLUMN) > 0
     for name, col in table_cfg.columns.items():
-        if col.protect.op == "fpe":
+        if col.protect.op in ("fpe", "encrypt_subject", "tokenize_subject"):
             parsed = parsed.withColumn(name, F.when(~rejected, F.col(name)))
     raw_udf = build_encrypt_udf(table, RAW_RECORD_COLUMN, keys[table_cfg.quarantine_key])
     # The raw record is encrypted in the same projection as the columns: plaintext never
@@ -273,6 +279,12 @@ def run_table(
     tpath, qpath = table_path(cfg, table), quarantine_path(cfg, table)
     raw = read_landing(spark, table, table_cfg, storage_root(cfg.landing), run_date)
     input_files = _input_files(spark, raw)
+    if table_cfg.subject is not None and cfg.erasure is not None:
+        # Per-subject keys: create the missing ones, then join each row to its wrapped key.
+        hashed = with_subject_hash(raw, table_cfg.subject, keys[cfg.erasure.index_key])
+        created = ensure_subject_keys(spark, cfg, hashed, keys)
+        _log.info("table %s: %d new subject keys", table, created)
+        raw = attach_subject_keys(spark, cfg, hashed)
     if skip_unchanged and _already_published(
         spark, tpath, run_date, input_files, cfg.fingerprint()
     ):
@@ -293,6 +305,9 @@ def run_table(
     batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
     key_versions = {name: keys[name].current for name in sorted(_keys_of(table_cfg))}
+    if table_cfg.subject is not None and cfg.erasure is not None:
+        for name in (cfg.erasure.kek, cfg.erasure.index_key):
+            key_versions[name] = keys[name].current
     stages: dict[str, float] = {}
     mark = time.monotonic()
     try:
@@ -447,7 +462,12 @@ def resolve_keys(cfg: PipelineConfig, tables: Iterable[str]) -> dict[str, KeyHan
     needed: set[str] = set()
     for table in tables:
         needed |= _keys_of(cfg.table(table))
-    return {name: keyring.handle(name) for name in sorted(needed)}
+    if cfg.erasure is not None:
+        needed |= {cfg.erasure.kek, cfg.erasure.index_key}
+    handles = {name: keyring.handle(name) for name in sorted(needed)}
+    if cfg.erasure is not None:
+        handles[KEK_SENTINEL] = handles[cfg.erasure.kek]
+    return handles
 
 
 def new_run_id(run_date: str) -> str:
@@ -583,7 +603,7 @@ def _audit(
             for t in results
         },
         input_checksums=[f for t in results for f in t.input_files],
-        key_versions={name: h.current for name, h in keys.items()},
+        key_versions={name: h.current for name, h in keys.items() if name != KEK_SENTINEL},
     )
     append_audit(spark, storage_root(cfg.lakehouse), [entry])
 
@@ -603,9 +623,8 @@ def _run_tables(
         table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
         if policy is not None and table_result.status == "published":
             started = time.monotonic()
-            source = spark.read.format("delta").load(table_result.table_path)
             table_result.access = publish_role_tables(
-                spark, cfg, policy, name, source, table_result.table_version, run_id, keys
+                spark, cfg, policy, name, table_result.table_path, run_id, keys
             )
             table_result.stages["access"] = round(time.monotonic() - started, 2)
         results.append(table_result)

@@ -80,6 +80,8 @@ def parse_rows(df: DataFrame, table_cfg: TableConfig) -> DataFrame:
             )
         if not col.nullable and name != table_cfg.key:
             checks.append(F.when(F.col(name).isNull(), F.lit(f"MISSING_VALUE:{name}")))
+        if name == table_cfg.subject and name != table_cfg.key:
+            checks.append(F.when(F.col(name).isNull(), F.lit(f"MISSING_SUBJECT:{name}")))
         if col.protect.op == "fpe":
             # FF1 cannot encrypt fewer than ~6 digits: such a value is not of the declared format.
             too_short = _fpe_too_short(name, col.protect.params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,13 +24,17 @@ D1, D2, D3 = "2026-09-01", "2026-09-02", "2026-09-03"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
-            **extra}
+    return {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1", **extra}
 
 
 def _run(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), "run", "--config", str(config), "--tables", "customers",
-                           *args], capture_output=True, text=True, env=_env(**env), timeout=400)
+    return subprocess.run(
+        [str(BIN), "run", "--config", str(config), "--tables", "customers", *args],
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=400,
+    )
 
 
 def _delta_version(path: Path) -> int:
@@ -38,8 +43,10 @@ def _delta_version(path: Path) -> int:
 
 
 @pytest.fixture
-def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+def setup(tmp_path: Path, request):  # type: ignore[no-untyped-def]
     config = write_config(tmp_path)
+    if "overlapping" not in request.node.name:
+        shutil.rmtree(config.parent / "access")  # role tables are not what these tests are about
     cfg = load_config(config)
     for i, day in enumerate((D1, D2, D3)):
         generate_landing(cfg.landing, day, rows=60, seed=100 + i)
@@ -54,8 +61,10 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
     marker = tmp_path / "paused"
     proc = subprocess.Popen(
         [str(BIN), "run", "--config", str(config), "--tables", "customers", "--date", D2],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env=_env(SECUREPIPE_FAULT_PAUSE_BEFORE_PUBLISH=str(marker)), start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(SECUREPIPE_FAULT_PAUSE_BEFORE_PUBLISH=str(marker)),
+        start_new_session=True,
     )
     deadline = time.monotonic() + 300
     while not marker.exists():
@@ -70,8 +79,13 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
     again = _run(config, "--date", D2)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _delta_version(table) == before + 1
-    audit = subprocess.run([str(BIN), "audit", "--config", str(config)], capture_output=True,
-                           text=True, env=_env(), timeout=200)
+    audit = subprocess.run(
+        [str(BIN), "audit", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=200,
+    )
     assert audit.stdout.count(" ok ") >= 2
 
 
@@ -79,12 +93,14 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
     config, cfg = setup
     assert _run(config, "--date", D1).returncode == 0  # the table exists
     cmd = [str(BIN), "run", "--config", str(config), "--tables", "customers"]
-    a = subprocess.Popen([*cmd, "--date", D2], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_env())
-    b = subprocess.Popen([*cmd, "--date", D3], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_env())
-    out_a, err_a = a.communicate(timeout=400)
-    out_b, err_b = b.communicate(timeout=400)
+    a = subprocess.Popen(
+        [*cmd, "--date", D2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    b = subprocess.Popen(
+        [*cmd, "--date", D3], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    _, err_a = a.communicate(timeout=400)
+    _, err_b = b.communicate(timeout=400)
     assert a.returncode == 0, err_a[-2000:]
     assert b.returncode == 0, err_b[-2000:]
     from deltalake import DeltaTable
@@ -98,8 +114,15 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
     lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
-                                    "since": "2026-09-03T02:30:00+00:00"}))
+        lock.write_text(
+            json.dumps(
+                {
+                    "pid": holder.pid,
+                    "host": os.uname().nodename,
+                    "since": "2026-09-03T02:30:00+00:00",
+                }
+            )
+        )
         locked = _run(config, "--date", D3)
     finally:
         holder.kill()

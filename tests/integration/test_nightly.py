@@ -100,12 +100,8 @@ def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> 
     assert dict(df.dtypes)["full_name"] == "binary"
     pii = _keys(cfg, "customer_pii")
     contact = _keys(cfg, "contact_token")[1]
-    for row in df.select("customer_id", "full_name", "email", "date_of_birth").limit(25).collect():
+    for row in df.select("customer_id", "email", "date_of_birth").limit(25).collect():
         original = source[row["customer_id"]]
-        assert (
-            decrypt_value(pii, "customers", "full_name", bytes(row["full_name"]))
-            == original["full_name"]
-        )
         assert (
             decrypt_value(pii, "customers", "date_of_birth", bytes(row["date_of_birth"]))
             == original["date_of_birth"]
@@ -119,18 +115,19 @@ def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # t
     df = spark.read.format("delta").load(table_path(cfg, "customers"))
     out = (
         df.select(
-            "full_name",
+            "date_of_birth",
             F.expr(
-                f"cast(aes_decrypt(substring(full_name, 6), unhex('{key.hex()}'), 'GCM', "
-                "'DEFAULT', 'securepipe:customers.full_name:v1') as string)"
+                f"cast(aes_decrypt(substring(date_of_birth, 6), unhex('{key.hex()}'), 'GCM', "
+                "'DEFAULT', 'securepipe:customers.date_of_birth:v1') as string)"
             ).alias("clear"),
         )
         .limit(20)
         .collect()
     )
+    assert out
     for row in out:
         assert row["clear"] == decrypt_value(
-            {1: key}, "customers", "full_name", bytes(row["full_name"])
+            {1: key}, "customers", "date_of_birth", bytes(row["date_of_birth"])
         )
 
 
@@ -139,8 +136,8 @@ def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:
     key = _keys(cfg, "customer_pii")[1]
     df = spark.read.format("delta").load(table_path(cfg, "customers"))
     expr = (
-        f"try_aes_decrypt(substring(full_name, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
-        "'securepipe:customers.street_address:v1')"
+        f"try_aes_decrypt(substring(date_of_birth, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
+        "'securepipe:customers.signup_ts:v1')"
     )
     assert df.select(F.expr(expr).alias("x")).where("x is not null").count() == 0
 
@@ -154,10 +151,11 @@ def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type:
     assert record["run_id"] == first.run_id
     assert record["config_hash"] == cfg.fingerprint()
     assert record["key_versions"] == {
+        "subject_kek": 1,
+        "subject_index": 1,
         "contact_token": 1,
         "customer_pii": 1,
         "payment_token": 1,
-        "phone_token": 1,
         "quarantine": 1,
         "ssn_fpe": 1,
     }
@@ -214,7 +212,7 @@ def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[n
                 r["customer_id"],
                 r["email"],
                 r["balance"],
-                decrypt_value(pii, "customers", "full_name", bytes(r["full_name"])),
+                decrypt_value(pii, "customers", "date_of_birth", bytes(r["date_of_birth"])),
             )
             for r in df.collect()
         )
@@ -254,6 +252,7 @@ def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # typ
 def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     import re
 
+    from securepipe.erasure import reveal_subject_columns
     from securepipe.pipeline import resolve_keys
     from securepipe.protect.reverse import reveal
 
@@ -265,11 +264,8 @@ def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly,
     assert all(re.fullmatch(r"\d{3}-\d{2}-\d{4}", r["ssn"]) for r in rows)
     assert all(r["ssn"] != source[r["customer_id"]]["ssn"] for r in rows)
     keys = resolve_keys(cfg, ["customers"])
-    clear = (
-        reveal(df, "customers", cfg.table("customers"), keys, ["ssn", "phone", "date_of_birth"])
-        .limit(20)
-        .collect()
-    )
+    clear = reveal(df, "customers", cfg.table("customers"), keys, ["ssn", "date_of_birth"])
+    clear = reveal_subject_columns(spark, cfg, "customers", clear, keys).limit(20).collect()
     for r in clear:
         original = source[r["customer_id"]]
         assert (r["ssn"], r["phone"], str(r["date_of_birth"])) == (

@@ -36,7 +36,7 @@ def ran(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None:  # type: ignore[no-untyped-def]
-    cfg, r1, r2 = ran
+    cfg, _, r2 = ran
     rows = read_audit(spark, cfg.lakehouse).collect()
     assert [r["status"] for r in rows] == ["gate_failed", "ok", "ok"]
     latest_ok = rows[1]
@@ -54,14 +54,17 @@ def test_audit_table_is_append_only(ran, spark) -> None:  # type: ignore[no-unty
     from delta.tables import DeltaTable
 
     cfg, _, _ = ran
-    with pytest.raises(Exception, match="(?i)append"):
+    with pytest.raises(Exception, match=r"(?i)append"):
         DeltaTable.forPath(spark, audit_path(cfg.lakehouse)).delete("true")
 
 
 def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:  # type: ignore[no-untyped-def]
-    cfg, r1, r2 = ran
-    old = spark.read.format("delta").option("versionAsOf", r1.tables[0].table_version) \
+    cfg, r1, _ = ran
+    old = (
+        spark.read.format("delta")
+        .option("versionAsOf", r1.tables[0].table_version)
         .load(table_path(cfg, "customers"))
+    )
     assert {str(r["run_date"]) for r in old.select("run_date").distinct().collect()} == {D1}
     assert dict(old.dtypes)["full_name"] == "binary"
     now = spark.read.format("delta").load(table_path(cfg, "customers"))
@@ -80,17 +83,23 @@ def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> No
     lines = list(maintain(spark, cfg, 168))
     assert any("/tables/customers" in x for x in lines)
     assert any("/_audit/runs" in x for x in lines)
-    old = spark.read.format("delta").option("versionAsOf", r1.tables[0].table_version) \
+    old = (
+        spark.read.format("delta")
+        .option("versionAsOf", r1.tables[0].table_version)
         .load(table_path(cfg, "customers"))
+    )
     assert old.count() == 50
     props = spark.sql(f"SHOW TBLPROPERTIES delta.`{table_path(cfg, 'customers')}`").collect()
     assert {r["key"]: r["value"] for r in props}["delta.logRetentionDuration"] == "interval 7 days"
 
 
 def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
-    with run_lock(tmp_path, "nightly-x"), pytest.raises(RunLocked, match="another run holds"):
-        with run_lock(tmp_path, "nightly-x"):
-            pass
+    with (
+        run_lock(tmp_path, "nightly-x"),
+        pytest.raises(RunLocked, match="another run holds"),
+        run_lock(tmp_path, "nightly-x"),
+    ):
+        pass
     dead = tmp_path / "nightly-y.lock"
     dead.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
     with run_lock(tmp_path, "nightly-y"):

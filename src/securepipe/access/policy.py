@@ -194,6 +194,20 @@ def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) ->
                     f"(this one is {col_cfg.classification.value}, op {op!r}); use decrypt, "
                     "token or a mask"
                 )
+            if op in ("encrypt_subject", "tokenize_subject"):
+                if treatment.kind not in ("decrypt", "token", "hidden"):
+                    raise PolicyError(f"{cat}: per-subject columns allow decrypt, token or hidden")
+                if treatment.kind == "decrypt":
+                    kek = cfg.erasure.kek if cfg.erasure else ""
+                    if kek not in role.keys:
+                        raise PolicyError(f"{cat}: 'decrypt' needs a grant of key {kek!r} (keys:)")
+                    subject = str(table_cfg.subject)
+                    if parse_treatment(tpol.columns.get(subject, "hidden")).kind != "clear":
+                        raise PolicyError(
+                            f"{cat}: decrypting per-subject values needs the subject column "
+                            f"{subject!r} visible in clear"
+                        )
+                continue
             if treatment.kind == "decrypt":
                 if not reversible:
                     raise PolicyError(f"{cat}: op {op!r} cannot be decrypted")

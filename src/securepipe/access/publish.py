@@ -18,7 +18,8 @@ from securepipe.access.views import access_path, role_columns, role_filter, role
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.delta_io import current_version
-from securepipe.errors import GateFailed, PublishError
+from securepipe.errors import GateFailed
+from securepipe.ops import retry_concurrent
 from securepipe.quality.builtin import any_match, detectors, matches
 
 __all__ = ["check_role_view", "publish_role_tables"]
@@ -81,8 +82,7 @@ def publish_role_tables(
     cfg: PipelineConfig,
     policy: AccessPolicy,
     table: str,
-    source: DataFrame,
-    source_version: int,
+    source_path: str,
     run_id: str,
     keys: Mapping[str, KeyHandle],
 ) -> dict[str, int]:
@@ -90,7 +90,9 @@ def publish_role_tables(
 
     A full rebuild keeps each role table equal to "the protected table seen through today's
     policy": a policy change applies to past dates too, and time travel on the role table shows
-    what the role could see at each version.
+    what the role could see at each version. When another run rebuilt the same role table
+    first (overlapping nightly runs of different dates), the rebuild is redone from the newest
+    published version.
 
     Returns:
         The new version of each role table.
@@ -99,21 +101,26 @@ def publish_role_tables(
     for role in sorted(policy.roles):
         if table not in policy.roles[role].tables:
             continue
-        view = role_view(source, cfg, policy, role, table, keys)
-        gate = check_role_view(view, cfg, policy, role, table)
         path = access_path(cfg, role, table)
-        record = {
-            "securepipe": __version__,
-            "run_id": run_id,
-            "job": "access",
-            "role": role,
-            "table": table,
-            "policy_version": policy.version(),
-            "source_version": source_version,
-            "gate": gate,
-            "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        try:
+
+        def rebuild(role: str = role, path: str = path) -> None:
+            source_version = current_version(spark, source_path)
+            source = (
+                spark.read.format("delta").option("versionAsOf", source_version).load(source_path)
+            )
+            view = role_view(source, cfg, policy, role, table, keys)
+            gate = check_role_view(view, cfg, policy, role, table)
+            record = {
+                "securepipe": __version__,
+                "run_id": run_id,
+                "job": "access",
+                "role": role,
+                "table": table,
+                "policy_version": policy.version(),
+                "source_version": source_version,
+                "gate": gate,
+                "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
             (
                 view.write.format("delta")
                 .mode("overwrite")
@@ -122,10 +129,9 @@ def publish_role_tables(
                 .option("userMetadata", json.dumps(record, sort_keys=True))
                 .save(path)
             )
-        except Exception as exc:
-            raise PublishError(
-                f"writing role table {role!r}/{table!r} failed ({type(exc).__name__})"
-            ) from None
+
+        # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
+        retry_concurrent(rebuild, f"writing role table {role!r}/{table!r}")
         versions[role] = current_version(spark, path)
-        _log.info("access: role %s, table %s → version %d", role, table, versions[role])
+        _log.info("access: role %s, table %s -> version %d", role, table, versions[role])
     return versions

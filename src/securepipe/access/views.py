@@ -90,7 +90,10 @@ def role_view(
         if t.kind in ("clear", "token", "decrypt"):
             expr = F.col(column)
             if t.kind == "decrypt":
-                meta["securepipe.key"] = str(col_cfg.protect.params["key"])
+                key = col_cfg.protect.params.get("key")
+                if key is None and cfg.erasure is not None:
+                    key = cfg.erasure.kek  # per-subject column: the subject KEK grants it
+                meta["securepipe.key"] = str(key)
         else:
             source = (
                 F.col(column)
@@ -134,13 +137,21 @@ def read_as(
     elif timestamp is not None:
         reader = reader.option("timestampAsOf", timestamp)
     df = reader.load(access_path(cfg, role, table))
+    table_cfg = cfg.table(table)
+    subject_ops = ("encrypt_subject", "tokenize_subject")
     decrypt = [c for c, t in visible.items() if t.kind == "decrypt" and c in df.columns]
     if decrypt:
         ring = Keyring(cfg.keystore)
         granted = {k: ring.handle(k) for k in rp.keys}
-        table_cfg = cfg.table(table)
-        exprs = {c: reveal_column(table, c, table_cfg, granted) for c in decrypt}
+        plain = [c for c in decrypt if table_cfg.columns[c].protect.op not in subject_ops]
+        exprs = {c: reveal_column(table, c, table_cfg, granted) for c in plain}
         df = df.select(*[exprs.get(c, F.col(c)) for c in df.columns])
+        if len(plain) < len(decrypt) and cfg.erasure is not None:
+            from securepipe.erasure import reveal_subject_columns
+
+            granted[cfg.erasure.index_key] = ring.handle(cfg.erasure.index_key)
+            subject_cols = [c for c in decrypt if c not in plain]
+            df = reveal_subject_columns(spark, cfg, table, df, granted, subject_cols)
     return df.select(*columns) if columns else df
 
 

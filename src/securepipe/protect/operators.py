@@ -29,6 +29,7 @@ __all__ = [
     "Bucket",
     "Drop",
     "Encrypt",
+    "EncryptSubject",
     "Fpe",
     "Generalize",
     "Keep",
@@ -36,6 +37,7 @@ __all__ = [
     "Partial",
     "Redact",
     "Tokenize",
+    "TokenizeSubject",
     "fpe_alphabet",
 ]
 
@@ -299,3 +301,38 @@ class Bucket(Operator):
             expr = expr.when((col >= F.lit(lo)) & (col < F.lit(hi)), F.lit(f"{lo}-{hi}"))
         expr = expr.otherwise(F.lit(f">={bounds[-1]}"))
         return _null_safe(col, expr)
+
+
+class _SubjectOperator(Operator):
+    """Per-subject protection: keys come from the subject key store (`securepipe.erasure`)."""
+
+    reversible = True
+    kind = ""
+
+    def key_name(self, params: Mapping[str, Any]) -> str | None:
+        """The subject KEK, resolved by the pipeline from `erasure.kek`."""
+        from securepipe.erasure import KEK_SENTINEL
+
+        return KEK_SENTINEL
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """Needs `_subject_hash` and `_subject_wrapped` on the frame (the pipeline joins them)."""
+        from securepipe.erasure import subject_expr
+
+        return subject_expr(self.kind, ctx.table, ctx.column, _key(ctx), col.cast("string"))
+
+
+@register_operator
+class EncryptSubject(_SubjectOperator):
+    """AES-256-GCM under the data subject's own key: erasable by destroying that key."""
+
+    name = "encrypt_subject"
+    kind = "encrypt"
+
+
+@register_operator
+class TokenizeSubject(_SubjectOperator):
+    """Deterministic AES-SIV token under a key derived from the subject's key (erasable)."""
+
+    name = "tokenize_subject"
+    kind = "tokenize"

@@ -58,6 +58,11 @@ def reveal_column(
     operator = get_operator(spec.op)
     if spec.op == "keep":
         return F.col(column)
+    if spec.op in ("encrypt_subject", "tokenize_subject"):
+        raise PolicyError(
+            f"column {column!r} of table {table!r} is protected per data subject: reveal it with "
+            "securepipe.erasure.reveal_subject_columns"
+        )
     if not operator.is_reversible(spec.params):
         raise PolicyError(
             f"column {column!r} of table {table!r} is protected by {spec.op!r}"

@@ -101,7 +101,8 @@ def scanned_columns(df: DataFrame, table_cfg: TableConfig) -> list[str]:
     out = []
     for f in df.schema.fields:
         cfg = table_cfg.columns.get(f.name)
-        if cfg is None or cfg.clear_text or cfg.protect.op in ("fpe", "encrypt", "tokenize"):
+        exempt = ("fpe", "encrypt", "tokenize", "encrypt_subject", "tokenize_subject")
+        if cfg is None or cfg.clear_text or cfg.protect.op in exempt:
             continue
         if isinstance(f.dataType, StringType | BinaryType):
             out.append(f.name)
@@ -132,6 +133,10 @@ def _well_formed(
             & (F.length(c) >= 33)
             & version.isin(handle.versions)
         )
+    if op == "encrypt_subject":
+        return (F.substring(c, 1, 5) == F.unhex(F.lit("0100000001"))) & (F.length(c) >= 33)
+    if op == "tokenize_subject":
+        return c.rlike(r"^[A-Za-z0-9_-]{22,}$")
     if op == "tokenize" and params.get("kind") == "hmac":
         return c.rlike(r"^[A-Za-z0-9_-]{43}$")
     if op == "tokenize" and params.get("kind") == "daead":

@@ -1,0 +1,119 @@
+"""Right to erasure that survives time travel: per-subject keys, erase, verify-erasure."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from securepipe.access.policy import load_access_policy
+from securepipe.access.views import access_path
+from securepipe.config import load_config
+from securepipe.erasure import erase_subjects, reveal_subject_columns, store_path, verify_erasure
+from securepipe.generate import generate_landing
+from securepipe.pipeline import quarantine_path, resolve_keys, run_nightly, table_path
+from tests.integration.leakscan import find_plaintext
+from tests.integration.test_gates import write_config
+
+pytestmark = pytest.mark.spark
+DAY = "2026-07-01"
+
+
+@pytest.fixture(scope="module")
+def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("erasure")
+    path = write_config(tmp)
+    cfg = load_config(path)
+    policy = load_access_policy(path.parent / "access", cfg)
+    generate_landing(cfg.landing, DAY, rows=1200, seed=77)
+    result = run_nightly(spark, cfg, DAY, policy=policy)
+    keys = resolve_keys(cfg, list(cfg.tables))
+    with (Path(cfg.landing) / "customers" / DAY / "part-0000.csv").open(encoding="utf-8") as fh:
+        source = {r["customer_id"]: r for r in csv.DictReader(fh) if r["customer_id"]}
+    return {
+        "cfg": cfg,
+        "policy": policy,
+        "keys": keys,
+        "source": source,
+        "version": result.tables[0].table_version,
+    }
+
+
+def _revealed(spark, env, version, ids):  # type: ignore[no-untyped-def]
+    cfg = env["cfg"]
+    df = (
+        spark.read.format("delta").option("versionAsOf", version).load(table_path(cfg, "customers"))
+    )
+    df = df.where(F.col("customer_id").isin(ids)).select("customer_id", "full_name", "phone")
+    out = reveal_subject_columns(spark, cfg, "customers", df, env["keys"]).collect()
+    return {r["customer_id"]: (r["full_name"], r["phone"]) for r in out}
+
+
+def test_subject_keys_are_stored_wrapped_under_hashed_ids(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = env["cfg"]
+    store = spark.read.format("delta").load(store_path(cfg))
+    assert store.count() == len(env["source"])  # one key per subject seen, rejected rows too
+    hashes = {r[0] for r in store.select("subject_hash").collect()}
+    assert not hashes & set(env["source"])
+    assert find_plaintext(Path(store_path(cfg)), list(env["source"])) == []
+
+
+def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg, version = env["cfg"], env["version"]
+    victim, other = "C000000005", "C000000006"
+    before = _revealed(spark, env, version, [victim, other])
+    assert before[victim] == (env["source"][victim]["full_name"], env["source"][victim]["phone"])
+    result = erase_subjects(spark, cfg, [victim], env["keys"], "erase-test-1", env["policy"])
+    assert (result.keys_destroyed, result.unknown) == (1, 0)
+    assert result.rows_deleted["tables/customers"] == 1
+    now = spark.read.format("delta").load(table_path(cfg, "customers"))
+    assert now.where(F.col("customer_id") == victim).count() == 0
+    for role in ("analyst", "support"):
+        role_df = spark.read.format("delta").load(access_path(cfg, role, "customers"))
+        assert role_df.where(F.col("customer_id") == victim).count() == 0
+    old = _revealed(spark, env, version, [victim, other])  # the version before the erasure
+    assert old[victim] == (None, None)  # stored, but no key can open it any more
+    assert old[other] == (env["source"][other]["full_name"], env["source"][other]["phone"])
+    stored = (
+        spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(table_path(cfg, "customers"))
+        .where(F.col("customer_id") == victim)
+    )
+    assert stored.where(F.col("full_name").isNotNull()).count() == 1
+    report = verify_erasure(spark, cfg, [victim], env["keys"])
+    assert report["erased"] and report["values_found"] >= 2 and report["versions_checked"] >= 2
+
+
+def test_erasing_twice_is_a_no_op_and_unknown_subjects_are_reported(env, spark) -> None:  # type: ignore[no-untyped-def]
+    result = erase_subjects(
+        spark, env["cfg"], ["C000000005", "NO-SUCH-SUBJECT"], env["keys"], "erase-test-2"
+    )
+    assert (result.requested, result.keys_destroyed, result.unknown) == (2, 0, 2)
+    assert set(result.rows_deleted.values()) == {0}
+
+
+def test_store_files_of_destroyed_keys_are_vacuumed(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = env["cfg"]
+    history = DeltaTable.forPath(spark, store_path(cfg)).history().collect()
+    assert any(r["operation"] == "VACUUM END" for r in history)
+    first = min(r["version"] for r in history if r["operation"] == "WRITE")
+    # Every file of the versions that held the destroyed key is gone from storage.
+    with pytest.raises(Exception):  # noqa: B017 - Spark raises a FileNotFound-like error
+        spark.read.format("delta").option("versionAsOf", first).load(store_path(cfg)).collect()
+
+
+def test_bulk_erasure_of_a_thousand_subjects(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = env["cfg"]
+    ids = sorted(env["source"])[100:1100]
+    result = erase_subjects(spark, cfg, ids, env["keys"], "erase-bulk", env["policy"])
+    assert result.keys_destroyed == 1000
+    report = verify_erasure(spark, cfg, ids, env["keys"])
+    assert report["erased"] and report["values_found"] >= 2000
+    remaining = spark.read.format("delta").load(table_path(cfg, "customers"))
+    assert remaining.where(F.col("customer_id").isin(ids)).count() == 0
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    assert q.where(F.col("customer_id").isin(ids)).count() == 0
