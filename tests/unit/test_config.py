@@ -50,23 +50,23 @@ def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None
 
 def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["full_name"]["protect"]["key"] = "no_such_key"
+        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["key"] = "no_such_key"
 
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(err.value) == (
-        f"{path}: table 'customers', column 'full_name': unknown key 'no_such_key' "
+        f"{path}: table 'customers', column 'date_of_birth': unknown key 'no_such_key' "
         "(declare it under keys:)"
     )
 
 
 def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["full_name"]["protect"]["key"] = "contact_token"
+        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["key"] = "contact_token"
 
     with pytest.raises(
-        ConfigError, match=r"column 'full_name': key 'contact_token' has type 'hmac'"
+        ConfigError, match=r"column 'date_of_birth': key 'contact_token' has type 'hmac'"
     ):
         load_config(_write(tmp_path, mutate))
 
@@ -126,11 +126,11 @@ def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
 
 def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["full_name"]["protect"]["mode"] = "ECB"
+        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["mode"] = "ECB"
 
     with pytest.raises(
         ConfigError,
-        match=r"column 'full_name': operator 'encrypt' has no parameter\(s\) \['mode'\]",
+        match=r"column 'date_of_birth': operator 'encrypt' has no parameter\(s\) \['mode'\]",
     ):
         load_config(_write(tmp_path, mutate))
 
