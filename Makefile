@@ -49,6 +49,7 @@ BENCH_ROWS ?= 2000000
 bench: setup
 	$(PY) bench/operators.py --rows $(BENCH_ROWS) --out bench-results
 	$(PY) bench/pipeline.py --rows $(BENCH_ROWS) --out bench-results
+	$(PY) bench/erasure.py --rows 1000000 --out bench-results
 	$(PY) bench/summary.py
 
 unit: setup

@@ -79,14 +79,11 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
     again = _run(config, "--date", D2)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _delta_version(table) == before + 1
-    audit = subprocess.run(
-        [str(BIN), "audit", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=200,
-    )
-    assert audit.stdout.count(" ok ") >= 2
+    from deltalake import DeltaTable
+
+    audit = DeltaTable(str(Path(cfg.lakehouse) / "_audit" / "runs")).to_pyarrow_table()
+    # The killed run wrote no audit row (it never ended); the two completed runs did.
+    assert sorted(audit.column("status").to_pylist()) == ["ok", "ok"]
 
 
 def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(setup) -> None:  # type: ignore[no-untyped-def]
@@ -132,10 +129,10 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
 
 def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:  # type: ignore[no-untyped-def]
     config, _ = setup
-    first = _run(config, "--from", D1, "--to", D3, "--json")
+    first = _run(config, "--from", D1, "--to", D2, "--json")
     assert first.returncode == 0, first.stderr[-2000:]
     docs = _json_docs(first.stdout)
-    assert [d["run_date"] for d in docs] == [D1, D2, D3]
+    assert [d["run_date"] for d in docs] == [D1, D2]
     assert {d["tables"][0]["status"] for d in docs} == {"published"}
     second = _run(config, "--from", D1, "--to", D2, "--json")
     assert {d["tables"][0]["status"] for d in _json_docs(second.stdout)} == {"skipped"}

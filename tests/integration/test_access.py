@@ -186,7 +186,7 @@ def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
             "without subqueries",
         ),
         (
-            {"tables": {"customers": {"rows": "true", "columns": {"full_name": "decrypt"}}}},
+            {"tables": {"customers": {"rows": "true", "columns": {"date_of_birth": "decrypt"}}}},
             "'decrypt' needs a grant of key 'customer_pii'",
         ),
         (

@@ -197,6 +197,7 @@ def test_cli_exits_2_when_a_gate_fails(tmp_path) -> None:  # type: ignore[no-unt
     import sys
 
     path = write_config(tmp_path, _keep_email)
+    shutil.rmtree(path.parent / "access")  # the shipped policy rightly refuses a clear e-mail
     cfg = load_config(path)
     generate_landing(cfg.landing, DAY1, rows=40, seed=2)
     proc = subprocess.run(

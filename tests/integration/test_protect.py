@@ -156,6 +156,7 @@ def setup(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
         "q": {"type": "aead"},
     }
     doc["keystore"] = {"provider": "local", "path": str(tmp / "secrets")}
+    doc["erasure"] = None
     doc["lakehouse"] = str(tmp / "lakehouse")
     doc["tables"] = {
         "people": {
