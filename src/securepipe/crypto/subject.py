@@ -54,6 +54,17 @@ def new_wrapped_subject_key(kek: bytes, hashed: str) -> bytes:
     return nonce + AESGCM(kek).encrypt(nonce, os.urandom(32), _wrap_aad(hashed))
 
 
+_keks: dict[bytes, AESGCM] = {}
+
+
+def _kek_cipher(kek: bytes) -> AESGCM:
+    # One cipher object per KEK and process: its key schedule is the costly part of a call.
+    cipher = _keks.get(kek)
+    if cipher is None:
+        cipher = _keks[kek] = AESGCM(kek)
+    return cipher
+
+
 def _subject_key(kek: bytes, hashed: str, wrapped: bytes) -> bytes:
     cache_key = (wrapped, kek[:8])
     with _lock:
@@ -62,7 +73,7 @@ def _subject_key(kek: bytes, hashed: str, wrapped: bytes) -> bytes:
             _unwrapped.move_to_end(cache_key)
             return key
     try:
-        key = AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(hashed))
+        key = _kek_cipher(kek).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(hashed))
     except Exception:
         raise DecryptionError() from None
     with _lock:
