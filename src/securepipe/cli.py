@@ -170,17 +170,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     policy = _policy(cfg)
-    args.date = parse_run_date(args.date)
-    _log.info(
-        "generating %d synthetic rows per table for %s under %s", args.rows, args.date, cfg.landing
-    )
-    generate_landing(cfg.landing, args.date, args.rows)
+    day2 = date.fromisoformat(parse_run_date(args.date))
+    day1 = day2 - timedelta(days=1)
+    for i, day in enumerate((day1, day2)):
+        _log.info("generating %d synthetic rows per table for %s", args.rows, day)
+        generate_landing(cfg.landing, day, args.rows, seed=42 + i)
     spark = _session(cfg)
     try:
-        result = run_nightly(spark, cfg, args.date, policy=policy)
+        # Two consecutive nights, then a re-run of the second: same rows, one more version.
+        for label, day in (("night 1", day1), ("night 2", day2), ("re-run of night 2", day2)):
+            print(f"\n=== {label}: {day} ===")
+            result = run_nightly(spark, cfg, day.isoformat(), policy=policy)
+            _print_summary(result, cfg)
     finally:
         spark.stop()
-    _print_summary(result, cfg)
+    print(
+        "\nnext: securepipe audit | securepipe history customers | "
+        "securepipe show customers --role support | securepipe access matrix"
+    )
     return 0
 
 
