@@ -117,3 +117,39 @@ def test_bulk_erasure_of_a_thousand_subjects(env, spark) -> None:  # type: ignor
     assert remaining.where(F.col("customer_id").isin(ids)).count() == 0
     q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
     assert q.where(F.col("customer_id").isin(ids)).count() == 0
+
+
+def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    from deltalake import DeltaTable as RsTable
+
+    cfg = env["cfg"]
+    victim = "C000000007"
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{victim}\nUNKNOWN-ID-123\n")
+    exe = str(Path(sys.executable).parent / "securepipe")
+    proc = subprocess.run(
+        [exe, "erase", "--config", cfg.source_file, "--subjects", str(ids), "--reason", "DSR-0001"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "erased 1 of 2 subjects (1 unknown" in proc.stdout
+    audit = RsTable(str(Path(cfg.lakehouse) / "_audit" / "runs")).to_pyarrow_table().to_pylist()
+    [entry] = [r for r in audit if r["job"] == "erase"]
+    text = json.dumps(entry, default=str)
+    assert victim not in text and "UNKNOWN-ID-123" not in text
+    assert (
+        "DSR-0001" in entry["message"] and len(json.loads(entry["tables"])["subject_hashes"]) == 2
+    )
+    verify = subprocess.run(
+        [exe, "verify-erasure", "--config", cfg.source_file, "--subjects", str(ids)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert verify.returncode == 0 and "none readable" in verify.stdout
