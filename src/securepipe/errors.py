@@ -13,6 +13,7 @@ __all__ = [
     "GateFailed",
     "KeyAccessError",
     "PolicyError",
+    "ProtectionError",
     "PublishError",
     "SchemaDriftError",
     "SecurePipeError",
@@ -51,6 +52,10 @@ class DecryptionError(SecurePipeError):
 
     def __init__(self, message: str = "value could not be decrypted") -> None:
         super().__init__(message)
+
+
+class ProtectionError(SecurePipeError):
+    """A value could not be protected (e.g. too short for format-preserving encryption)."""
 
 
 class SourceError(SecurePipeError):

@@ -279,12 +279,6 @@ def run_table(
     tpath, qpath = table_path(cfg, table), quarantine_path(cfg, table)
     raw = read_landing(spark, table, table_cfg, storage_root(cfg.landing), run_date)
     input_files = _input_files(spark, raw)
-    if table_cfg.subject is not None and cfg.erasure is not None:
-        # Per-subject keys: create the missing ones, then join each row to its wrapped key.
-        hashed = with_subject_hash(raw, table_cfg.subject, keys[cfg.erasure.index_key])
-        created = ensure_subject_keys(spark, cfg, hashed, keys)
-        _log.info("table %s: %d new subject keys", table, created)
-        raw = attach_subject_keys(spark, cfg, hashed)
     if skip_unchanged and _already_published(
         spark, tpath, run_date, input_files, cfg.fingerprint()
     ):
@@ -301,6 +295,12 @@ def run_table(
             quarantine_version=current_version(spark, qpath),
             input_files=input_files,
         )
+    if table_cfg.subject is not None and cfg.erasure is not None:
+        # Per-subject keys: create the missing ones, then join each row to its wrapped key.
+        hashed = with_subject_hash(raw, table_cfg.subject, keys[cfg.erasure.index_key])
+        created = ensure_subject_keys(spark, cfg, hashed, keys)
+        _log.info("table %s: %d new subject keys", table, created)
+        raw = attach_subject_keys(spark, cfg, hashed)
     batch = protect_batch(raw, table, table_cfg, keys, run_date)
     batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)

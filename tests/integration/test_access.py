@@ -221,3 +221,65 @@ def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
 def test_bad_policies_are_refused_before_spark(tmp_path, role, message) -> None:  # type: ignore[no-untyped-def]
     text = _policy_error(tmp_path, role)
     assert "roles.yaml: role 'r'" in text and message in text
+
+
+def test_access_gate_refuses_extra_columns_rows_outside_filter_and_pii_in_masks(env, spark) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    from securepipe.access.publish import check_role_view
+    from securepipe.errors import GateFailed
+
+    cfg, policy = env["cfg"], env["policy"]
+    good = spark.read.format("delta").load(access_path(cfg, "analyst", "customers"))
+    check_role_view(good, cfg, policy, "analyst", "customers")  # the real output passes
+    with pytest.raises(GateFailed, match="differ from the policy"):
+        check_role_view(good.withColumn("phone", F.lit("x")), cfg, policy, "analyst", "customers")
+    outside = good.withColumn("region", F.lit("NA"))
+    with pytest.raises(GateFailed, match="outside_filter"):
+        check_role_view(outside, cfg, policy, "analyst", "customers")
+    planted = good.withColumn("ssn", F.lit("123-45-6789"))  # a mask column leaking a full SSN
+    with pytest.raises(GateFailed, match="leak:ssn:us_ssn"):
+        check_role_view(planted, cfg, policy, "analyst", "customers")
+
+
+def test_well_formed_check_counts_tampered_envelopes_and_tokens(env, spark) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    from securepipe.pipeline import resolve_keys, table_path
+    from securepipe.quality.gate import evaluate
+
+    cfg = env["cfg"]
+    keys = resolve_keys(cfg, ["customers"])
+    df = spark.read.format("delta").load(table_path(cfg, "customers")).limit(10).cache()
+    assert evaluate(df, df, "customers", cfg, keys).passed
+    bad = df.withColumn(
+        "date_of_birth", F.concat(F.unhex(F.lit("02")), F.expr("substring(date_of_birth, 2)"))
+    )
+    bad = bad.withColumn("email", F.lit("not-a-token"))
+    verdict = evaluate(bad, bad, "customers", cfg, keys)
+    check = next(c for c in verdict.checks if c.name == "well_formed_protection")
+    assert not verdict.passed and check.counts == {
+        "malformed:date_of_birth": 10,
+        "malformed:email": 10,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "detector"),
+    [
+        ("ada@example.com", "email"),
+        ("ssn 123-45-6789", "us_ssn"),
+        ("card 4111 1111 1111 1111", "card_number"),
+        ("+1-202-555-0100", "phone"),
+        ("DE89 3704 0044 0532 0130 00", "iban"),
+    ],
+)
+def test_leak_scan_detects_each_kind_of_planted_pii(env, spark, value, detector) -> None:  # type: ignore[no-untyped-def]
+    from securepipe.quality.builtin import leak_scan_exprs
+
+    cfg = env["cfg"]
+    df = spark.createDataFrame([(value,), ("Köln",), ("4111 1111 1111 1112",)], "city string")
+    exprs = leak_scan_exprs(df, cfg.table("customers"), cfg.compliance)
+    row = df.agg(*[e.alias(k.replace(":", "__")) for k, e in exprs.items()]).first()
+    hits = {k: int(row[k.replace(":", "__")]) for k in exprs if row[k.replace(":", "__")]}
+    assert hits == {f"leak:city:{detector}": 1}

@@ -77,6 +77,38 @@ def check_role_view(
     }
 
 
+def _write_role_table(
+    view: DataFrame,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    run_id: str,
+    source_version: int,
+    path: str,
+) -> None:
+    gate = check_role_view(view, cfg, policy, role, table)
+    record = {
+        "securepipe": __version__,
+        "run_id": run_id,
+        "job": "access",
+        "role": role,
+        "table": table,
+        "policy_version": policy.version(),
+        "source_version": source_version,
+        "gate": gate,
+        "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (
+        view.write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .partitionBy("run_date")
+        .option("userMetadata", json.dumps(record, sort_keys=True))
+        .save(path)
+    )
+
+
 def publish_role_tables(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -108,27 +140,13 @@ def publish_role_tables(
             source = (
                 spark.read.format("delta").option("versionAsOf", source_version).load(source_path)
             )
-            view = role_view(source, cfg, policy, role, table, keys)
-            gate = check_role_view(view, cfg, policy, role, table)
-            record = {
-                "securepipe": __version__,
-                "run_id": run_id,
-                "job": "access",
-                "role": role,
-                "table": table,
-                "policy_version": policy.version(),
-                "source_version": source_version,
-                "gate": gate,
-                "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            (
-                view.write.format("delta")
-                .mode("overwrite")
-                .option("overwriteSchema", "true")
-                .partitionBy("run_date")
-                .option("userMetadata", json.dumps(record, sort_keys=True))
-                .save(path)
-            )
+            # Persisted: the gate's aggregation and the write read it once (masks reveal values
+            # with UDFs; recomputing would decrypt every masked value twice).
+            view = role_view(source, cfg, policy, role, table, keys).persist()
+            try:
+                _write_role_table(view, cfg, policy, role, table, run_id, source_version, path)
+            finally:
+                view.unpersist()
 
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
         retry_concurrent(rebuild, f"writing role table {role!r}/{table!r}")

@@ -40,11 +40,6 @@ def new_nonces(count: int) -> bytes:
     return os.urandom(NONCE_LEN * count)
 
 
-def hmac_digest(key: bytes, message: bytes) -> bytes:
-    """One-shot HMAC-SHA256 (the C fast path of `hmac.digest`)."""
-    return hmac.digest(key, message, "sha256")
-
-
 def hmac_prepared(key: bytes):  # type: ignore[no-untyped-def]
     """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
 
@@ -91,11 +86,6 @@ def envelope_version(envelope: bytes) -> int:
     return int(_HEADER.unpack_from(envelope)[1])
 
 
-def hmac_state(key: bytes) -> hmac.HMAC:
-    """A keyed HMAC-SHA256 state to `.copy()` per message (saves re-keying per value)."""
-    return hmac.new(key, digestmod=hashlib.sha256)
-
-
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA256 of `message` under `key`."""
     return hmac.new(key, message, hashlib.sha256).digest()
@@ -112,8 +102,3 @@ def siv_open(key: bytes, data: bytes, aad: bytes) -> bytes:
         return AESSIV(key).decrypt(data, [aad])
     except (InvalidTag, ValueError):
         raise DecryptionError() from None
-
-
-def random_key(length: int = KEY_LEN) -> bytes:
-    """A fresh key from the operating system's CSPRNG."""
-    return os.urandom(length)

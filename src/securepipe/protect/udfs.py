@@ -28,7 +28,7 @@ from securepipe.crypto.tokens import (
     fpe_detokenize_many,
     fpe_tokenize_many,
 )
-from securepipe.errors import DecryptionError, KeyAccessError, SecurePipeError
+from securepipe.errors import DecryptionError, KeyAccessError, ProtectionError
 
 __all__ = [
     "apply_udf",
@@ -40,10 +40,6 @@ __all__ = [
     "build_hmac_udf",
     "build_reencrypt_udf",
 ]
-
-
-class ProtectionError(SecurePipeError):
-    """A value could not be protected (e.g. too short for format-preserving encryption)."""
 
 
 def _as_list(values: pd.Series) -> list[Any]:
