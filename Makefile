@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $@
 
 $(JARS_DIR)/.fetched: src/securepipe/jars.py | $(STAMP)
-	$(PY) -m securepipe.jars fetch --dest $(JARS_DIR)
+	$(PY) -m securepipe.jars fetch --s3 --dest $(JARS_DIR)
 	touch $@
 
-## setup: virtualenv, package and dev tools, Delta jars (cached in .cache/jars)
+## setup: virtualenv, package and dev tools, Delta + S3A jars (cached in .cache/jars)
 setup: $(STAMP) $(JARS_DIR)/.fetched
 jars: $(JARS_DIR)/.fetched
 

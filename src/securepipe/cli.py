@@ -78,7 +78,7 @@ def _session(cfg: PipelineConfig) -> SparkSession:
     from securepipe.spark import configure_builder
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = configure_builder(SparkSession.builder, cfg.spark).getOrCreate()
+    spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -270,6 +270,18 @@ class PipelineConfig(_Model):
     gates: dict[str, GateConfig] = Field(default_factory=dict)
     source_file: str = ""
 
+    @field_validator("lakehouse", "landing")
+    @classmethod
+    def _supported_location(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else None
+        if scheme not in (None, "file", "s3a"):
+            hint = " (use s3a:// for S3 and S3-compatible stores)" if scheme == "s3" else ""
+            raise ValueError(
+                f"unsupported location scheme {scheme}://{hint}; use a local path, "
+                "file:// or s3a://"
+            )
+        return value
+
     def fingerprint(self) -> str:
         """SHA-256 of the canonical policy (keys, tables, gates, compliance; not paths or Spark
         settings, which vary by deployment), recorded in every commit."""

@@ -7,6 +7,7 @@ defaults. It never creates a session and never puts a secret into the configurat
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,9 +15,17 @@ from pyspark.sql import SparkSession
 
 from securepipe.config import SparkSettings
 from securepipe.errors import ConfigError
-from securepipe.jars import MAVEN_COORDINATES, local_jars
+from securepipe.jars import MAVEN_COORDINATES, S3_PACKAGES, local_jars
 
-__all__ = ["REDACTION_REGEX", "SECURE_DEFAULTS", "configure_builder"]
+__all__ = [
+    "AUTH_SECRET_ENV",
+    "AUTH_SECRET_FILE_ENV",
+    "REDACTION_REGEX",
+    "S3A_DEFAULTS",
+    "SECURE_DEFAULTS",
+    "configure_builder",
+    "is_object_store",
+]
 
 # Spark hides the values of configuration keys matching this in the UI, event logs and
 # `spark.conf` dumps; ours adds the names our secrets and KMS settings use.
@@ -43,21 +52,76 @@ SECURE_DEFAULTS: dict[str, str] = {
 }
 
 
+# An `s3a://` lakehouse: credentials come from the environment of each JVM (or, on EC2/EKS, the
+# instance role), never from the configuration; connections are bounded so a dead endpoint fails
+# the run instead of hanging it.
+S3A_DEFAULTS: dict[str, str] = {
+    "spark.hadoop.fs.s3a.aws.credentials.provider": (
+        "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider,"
+        "org.apache.hadoop.fs.s3a.auth.IAMInstanceCredentialsProvider"
+    ),
+    "spark.hadoop.fs.s3a.attempts.maximum": "3",
+    "spark.hadoop.fs.s3a.retry.limit": "3",
+    "spark.hadoop.fs.s3a.connection.timeout": "60000",
+}
+
+# Configuration keys that would put storage credentials into a file; refused.
+_CREDENTIAL_KEY = re.compile(r"(?i)fs\.s3a\.(.*\.)?(access\.key|secret\.key|session\.token)$")
+
+# The cluster's shared secret (`spark.authenticate` on a standalone cluster) is read from one of
+# these at session start, never from a configuration file: the value itself, or a file holding it.
+AUTH_SECRET_ENV = "SECUREPIPE_SPARK_AUTH_SECRET"  # noqa: S105 - a variable name
+AUTH_SECRET_FILE_ENV = "SECUREPIPE_SPARK_AUTH_SECRET_FILE"  # noqa: S105 - a variable name
+
+
+def is_object_store(location: str) -> bool:
+    """True for an `s3a://` location (the object store securepipe supports)."""
+    return location.startswith("s3a://")
+
+
+def _auth_secret() -> str | None:
+    value = os.environ.get(AUTH_SECRET_ENV)
+    path = os.environ.get(AUTH_SECRET_FILE_ENV)
+    if value:
+        return value
+    if path:
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{AUTH_SECRET_FILE_ENV}={path}: cannot read the Spark secret ({exc.strerror})"
+            ) from None
+        if not secret:
+            raise ConfigError(f"{AUTH_SECRET_FILE_ENV}={path}: the file is empty")
+        return secret
+    return None
+
+
 def configure_builder(
-    builder: SparkSession.Builder, settings: SparkSettings
+    builder: SparkSession.Builder, settings: SparkSettings, lakehouse: str | None = None
 ) -> SparkSession.Builder:
     """Add Delta Lake, the jars and securepipe's secure defaults to a session builder.
 
     Args:
         builder: a `SparkSession.builder` (possibly already configured by the caller).
         settings: the typed `spark:` section of the pipeline configuration.
+        lakehouse: the lakehouse root; an `s3a://` root adds hadoop-aws and the S3A defaults.
 
     Returns:
         The same builder, for chaining; call `.getOrCreate()` in a job or a test fixture.
 
     Raises:
-        ConfigError: `jars: local` and the jars folder lacks the Delta jars.
+        ConfigError: `jars: local` and the jars folder lacks a jar; storage credentials in the
+            `spark.conf` section; an unreadable Spark secret file.
     """
+    for key in settings.conf:
+        if _CREDENTIAL_KEY.search(key):
+            raise ConfigError(
+                f"spark.conf {key!r}: storage credentials never go in the configuration; "
+                "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or use an "
+                "instance role"
+            )
+    s3 = lakehouse is not None and is_object_store(lakehouse)
     if settings.master:
         builder = builder.master(settings.master)
         if settings.master.startswith("local"):
@@ -75,13 +139,22 @@ def configure_builder(
     builder = builder.config("spark.pyspark.python", python)
     if settings.jars == "local":
         try:
-            jars = local_jars(settings.jars_dir)
+            jars = local_jars(settings.jars_dir, s3=s3)
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from None
         builder = builder.config("spark.jars", ",".join(str(p.resolve()) for p in jars))
     elif settings.jars == "packages":
-        builder = builder.config("spark.jars.packages", ",".join(MAVEN_COORDINATES))
+        packages = MAVEN_COORDINATES + (S3_PACKAGES if s3 else ())
+        builder = builder.config("spark.jars.packages", ",".join(packages))
         builder = builder.config("spark.jars.ivy", str(Path(settings.ivy_dir).resolve()))
+    if s3:
+        for key, value in S3A_DEFAULTS.items():
+            builder = builder.config(key, value)
+    secret = _auth_secret()
+    if secret is not None:
+        # Redacted by spark.redaction.regex ("secret") in the UI, logs and event logs.
+        builder = builder.config("spark.authenticate", "true")
+        builder = builder.config("spark.authenticate.secret", secret)
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     return builder
