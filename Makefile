@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: setup jars system-deps demo test unit lint typecheck bench clean
+.PHONY: setup jars system-deps demo test unit lint typecheck bench clean dist cluster-test
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ bench: setup
 	$(PY) bench/pipeline.py --rows $(BENCH_ROWS) --out bench-results
 	$(PY) bench/erasure.py --rows 1000000 --out bench-results
 	$(PY) bench/summary.py
+
+## dist: the package as a wheel for spark-submit --py-files (dist/securepipe-<version>-py3-none-any.whl)
+dist: $(STAMP)
+	rm -rf build
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
+## cluster-test: spark-submit onto a standalone master + worker on 127.0.0.1, hardened profile
+cluster-test: setup
+	$(VENV)/bin/pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

@@ -83,9 +83,21 @@ def _session(cfg: PipelineConfig) -> SparkSession:
     return spark
 
 
+def _config_path(name: str) -> str:
+    """`--config` as given, or the copy shipped with `spark-submit --files` of that name."""
+    from pathlib import Path
+
+    from securepipe.spark import submitted_file
+
+    if Path(name).exists():
+        return name
+    shipped = submitted_file(name)
+    return str(shipped) if shipped is not None else name
+
+
 def _load(args: argparse.Namespace) -> PipelineConfig:
     return load_config(
-        args.config,
+        _config_path(args.config),
         lakehouse=getattr(args, "lakehouse", None),
         landing=getattr(args, "landing", None),
     )
@@ -581,6 +593,9 @@ def _unexpected(exc: BaseException) -> str:
     # Spark and Py4J messages can quote data values: report only the class and the error
     # condition, never the message text.
     condition = getattr(exc, "getCondition", lambda: None)()
+    if isinstance(exc, ImportError) and exc.name:
+        # A missing module is a deployment mistake (--py-files, the executors' Python).
+        return f"unexpected {type(exc).__name__}: no module {exc.name!r} on this Python"
     return f"unexpected {type(exc).__name__}" + (f" [{condition}]" if condition else "")
 
 

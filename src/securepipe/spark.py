@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -25,6 +26,8 @@ __all__ = [
     "SECURE_DEFAULTS",
     "configure_builder",
     "is_object_store",
+    "submitted_file",
+    "under_spark_submit",
 ]
 
 # Spark hides the values of configuration keys matching this in the UI, event logs and
@@ -72,6 +75,35 @@ _CREDENTIAL_KEY = re.compile(r"(?i)fs\.s3a\.(.*\.)?(access\.key|secret\.key|sess
 # these at session start, never from a configuration file: the value itself, or a file holding it.
 AUTH_SECRET_ENV = "SECUREPIPE_SPARK_AUTH_SECRET"  # noqa: S105 - a variable name
 AUTH_SECRET_FILE_ENV = "SECUREPIPE_SPARK_AUTH_SECRET_FILE"  # noqa: S105 - a variable name
+
+
+def under_spark_submit() -> bool:
+    """True when this Python driver was started by `spark-submit` (its JVM is already running and
+    its `--master`, `--jars`, `--files` are in force)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def submitted_file(name: str) -> Path | None:
+    """The driver's copy of a file shipped with `spark-submit --files`, looked up by file name.
+
+    In client mode `--files` leaves the file where it was submitted from and lists it in
+    `spark.files` (a system property of the submitting JVM); in cluster modes the file is in the
+    driver's working directory and is found before this is asked. `None` when not submitted.
+    """
+    if not under_spark_submit():
+        return None
+    from urllib.parse import urlparse
+
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM; starts nothing
+    jvm: Any = SparkContext._jvm
+    wanted = Path(name).name
+    for uri in (jvm.java.lang.System.getProperty("spark.files") or "").split(","):
+        parsed = urlparse(uri.strip())
+        if parsed.scheme in ("", "file") and Path(parsed.path).name == wanted:
+            return Path(parsed.path)
+    return None
 
 
 def is_object_store(location: str) -> bool:
@@ -122,7 +154,8 @@ def configure_builder(
                 "instance role"
             )
     s3 = lakehouse is not None and is_object_store(lakehouse)
-    if settings.master:
+    if settings.master and not under_spark_submit():
+        # Under spark-submit its --master governs; the file's master is for `securepipe run`.
         builder = builder.master(settings.master)
         if settings.master.startswith("local"):
             # A local run serves nothing to the network: bind the driver to loopback.

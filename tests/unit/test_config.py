@@ -144,3 +144,26 @@ def test_key_column_must_be_declared(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql import SparkSession
+
+    from securepipe.config import SparkSettings
+    from securepipe.errors import ConfigError
+    from securepipe.spark import configure_builder
+
+    settings = SparkSettings(jars="provided")
+    monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET", raising=False)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s3cr3t-value\n")
+    monkeypatch.setenv("SECUREPIPE_SPARK_AUTH_SECRET_FILE", str(secret_file))
+    options = configure_builder(SparkSession.Builder(), settings)._options
+    assert options["spark.authenticate"] == "true"
+    assert options["spark.authenticate.secret"] == "s3cr3t-value"
+
+    secret_file.write_text("\n")
+    with pytest.raises(ConfigError, match="SECUREPIPE_SPARK_AUTH_SECRET_FILE=.*empty"):
+        configure_builder(SparkSession.Builder(), settings)
+    monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET_FILE")
+    assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), settings)._options
