@@ -27,12 +27,15 @@ $(JARS_DIR)/.fetched: src/securepipe/jars.py | $(STAMP)
 setup: $(STAMP) $(JARS_DIR)/.fetched
 jars: $(JARS_DIR)/.fetched
 
-## system-deps: Debian packages for the HSM tests (SoftHSM2); needs root or sudo
+## system-deps: Debian packages the tests use: SoftHSM2 (PKCS#11 tests), docker-compose (compose
+## file validation); needs root or sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := softhsm2 docker-compose
 system-deps:
-	@command -v softhsm2-util >/dev/null 2>&1 || \
-	  { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q softhsm2 || \
-	    { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q softhsm2; }; }
+	@command -v softhsm2-util >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || \
+	  { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || \
+	    { $(SUDO) apt-get update -q && \
+	      DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
 
 ## demo: synthetic batch → nightly job on local Spark → ./lakehouse (master key in ./.secrets)
 demo: setup

@@ -163,7 +163,7 @@ def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch
     assert options["spark.authenticate.secret"] == "s3cr3t-value"
 
     secret_file.write_text("\n")
-    with pytest.raises(ConfigError, match="SECUREPIPE_SPARK_AUTH_SECRET_FILE=.*empty"):
+    with pytest.raises(ConfigError, match=r"SECUREPIPE_SPARK_AUTH_SECRET_FILE=.*empty"):
         configure_builder(SparkSession.Builder(), settings)
     monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET_FILE")
     assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), settings)._options

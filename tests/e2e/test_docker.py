@@ -1,0 +1,98 @@
+"""The container files, checked offline: hadolint on the Dockerfile, `docker-compose config` on
+the compose file, and the hardening both promise (pinned base, non-root, healthchecks, loopback
+ports, the Spark secret as a file). Building and running the image is `make docker-test`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DOCKER = ROOT / "docker"
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path=str(BIN))
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is not installed: `make system-deps` installs it in CI")
+        pytest.skip(f"{name} is not installed (make system-deps)")
+    return path
+
+
+def test_hadolint_passes() -> None:
+    proc = subprocess.run(
+        [_tool("hadolint"), "--config", str(DOCKER / ".hadolint.yaml"), str(DOCKER / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_refuses_a_root_latest_image(tmp_path: Path) -> None:
+    """The linter is really applied: an unpinned, root image with a `cd` fails it."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN cd /tmp && echo hi\nUSER root\n")
+    proc = subprocess.run(
+        [_tool("hadolint"), "--config", str(DOCKER / ".hadolint.yaml"), str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "DL3007" in proc.stdout and "DL3003" in proc.stdout and "DL3002" in proc.stdout
+
+
+def test_compose_file_is_valid(tmp_path: Path) -> None:
+    work = tmp_path / "docker"
+    shutil.copytree(DOCKER, work)
+    (work / "spark-secret").write_text("0" * 64)
+    proc = subprocess.run(
+        [_tool("docker-compose"), "-f", str(work / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_hardening() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert base and re.search(r":[\w.-]*\d{8}[\w.-]*$", base.group(1)), "base pinned to a dated tag"
+    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert re.search(r"^HEALTHCHECK ", text, re.M)
+    assert "openjdk-17-jre-headless" in text and "python3-venv" in text
+    assert "securepipe.jars fetch" in text  # Delta jars baked in, checksum-verified
+
+
+def test_compose_services_hardening() -> None:
+    doc = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = doc["services"]
+    assert {"spark-master", "spark-worker", "nightly", "kms"} <= set(services)
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        if name != "kms":
+            assert "spark_secret" in svc["secrets"]
+            assert svc["cap_drop"] == ["ALL"]
+    for name in ("spark-master", "spark-worker"):
+        assert services[name]["healthcheck"]["test"]
+        assert "--properties-file /opt/securepipe/conf/spark-defaults.conf" in " ".join(
+            services[name]["command"]
+        )
+    runner = services["nightly"]
+    assert "jobs/nightly.py" in " ".join(runner["command"])
+    assert "lakehouse:/data" in runner["volumes"]
+    # The secret is a file, never a value in the compose file or its environment.
+    assert "SECUREPIPE_SPARK_AUTH_SECRET" not in runner["environment"]
+    assert doc["secrets"]["spark_secret"] == {"file": "./spark-secret"}
