@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: setup jars system-deps demo test unit lint typecheck bench clean dist cluster-test
+.PHONY: setup jars system-deps demo test unit lint typecheck bench clean dist cluster-test docker-test
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ dist: $(STAMP)
 ## cluster-test: spark-submit onto a standalone master + worker on 127.0.0.1, hardened profile
 cluster-test: setup
 	$(VENV)/bin/pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
+
+## docker-test: build docker/Dockerfile with podman and run the demo in the image (root; installs
+## podman, runc and debootstrap from Debian). Not part of `make test`: about 5 minutes.
+docker-test: setup
+	@command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q podman runc debootstrap
+	bash docker/podman-test.sh
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
