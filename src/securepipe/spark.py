@@ -161,6 +161,11 @@ def configure_builder(
             # A local run serves nothing to the network: bind the driver to loopback.
             builder = builder.config("spark.driver.bindAddress", "127.0.0.1")
             builder = builder.config("spark.driver.host", "127.0.0.1")
+            # Even on loopback, other local users could reach the driver's RPC and block ports:
+            # authenticate (Spark generates a per-application secret in local mode) and encrypt,
+            # which also keeps I/O encryption keys off the (loopback) wire.
+            builder = builder.config("spark.authenticate", "true")
+            builder = builder.config("spark.network.crypto.enabled", "true")
     builder = builder.appName(settings.app_name)
     for key, value in SECURE_DEFAULTS.items():
         builder = builder.config(key, value)
