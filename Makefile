@@ -43,15 +43,17 @@ demo: setup
 
 ## test: the whole suite (unit, integration with local Spark + Delta, e2e with spark-submit)
 test: setup
-	$(VENV)/bin/ruff check src tests jobs
+	$(VENV)/bin/ruff check src tests jobs bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-## bench: operator throughput and the nightly job on 2,000,000 rows → bench-results/, docs/benchmarks.md
+## bench: security tax and scaling (500k-4M rows, bench/scale.py), operators, per-subject keys
+## → bench-results/*.json, docs/benchmarks.md and its charts (about 30 minutes)
 BENCH_ROWS ?= 2000000
+BENCH_SIZES ?= 500000,1000000,2000000,4000000
 bench: setup
+	$(PY) bench/scale.py --sizes $(BENCH_SIZES) --out bench-results
 	$(PY) bench/operators.py --rows $(BENCH_ROWS) --out bench-results
-	$(PY) bench/pipeline.py --rows $(BENCH_ROWS) --out bench-results
 	$(PY) bench/erasure.py --rows 1000000 --out bench-results
 	$(PY) bench/summary.py
 
@@ -75,8 +77,8 @@ unit: setup
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests jobs
-	$(VENV)/bin/ruff format --check src tests jobs
+	$(VENV)/bin/ruff check src tests jobs bench
+	$(VENV)/bin/ruff format --check src tests jobs bench
 
 typecheck: setup
 	$(VENV)/bin/mypy

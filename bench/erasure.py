@@ -15,11 +15,15 @@ import time
 from pathlib import Path
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F  # noqa: N812
+from pyspark.sql import functions as F
 
 from securepipe.config import load_config
-from securepipe.erasure import attach_subject_keys, ensure_subject_keys, subject_expr
-from securepipe.erasure import with_subject_hash
+from securepipe.erasure import (
+    attach_subject_keys,
+    ensure_subject_keys,
+    subject_expr,
+    with_subject_hash,
+)
 from securepipe.pipeline import resolve_keys
 from securepipe.protect.udfs import build_encrypt_udf
 from securepipe.spark import configure_builder
@@ -42,37 +46,51 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     tmp = Path(tempfile.mkdtemp(prefix="sp-bench-erasure-"))
     cfg = load_config(
-        ROOT / "conf" / "pipeline.yaml", lakehouse=str(tmp / "lakehouse"),
+        ROOT / "conf" / "pipeline.yaml",
+        lakehouse=str(tmp / "lakehouse"),
         keystore={"provider": "local", "path": str(tmp / "secrets")},
-        spark={"master": "local[2]", "jars_dir": str(ROOT / ".cache" / "jars"),
-               "ui_enabled": False, "shuffle_partitions": 8,
-               "conf": {"spark.driver.memory": "3g"}},
+        spark={
+            "master": "local[2]",
+            "jars_dir": str(ROOT / ".cache" / "jars"),
+            "ui_enabled": False,
+            "shuffle_partitions": 8,
+            "conf": {"spark.driver.memory": "3g"},
+        },
     )
     keys = resolve_keys(cfg, ["customers"])
     spark = configure_builder(SparkSession.builder, cfg.spark).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     rows = args.rows
-    src = spark.range(rows, numPartitions=8).select(
-        F.concat(F.lit("C"), F.col("id").cast("string")).alias("customer_id"),
-        F.concat(F.lit("Person Name "), F.col("id").cast("string")).alias("full_name"),
-    ).cache()
+    src = (
+        spark.range(rows, numPartitions=8)
+        .select(
+            F.concat(F.lit("C"), F.col("id").cast("string")).alias("customer_id"),
+            F.concat(F.lit("Person Name "), F.col("id").cast("string")).alias("full_name"),
+        )
+        .cache()
+    )
     src.count()
     hashed = with_subject_hash(src, "customer_id", keys[cfg.erasure.index_key])  # type: ignore[union-attr]
     start = time.perf_counter()
     created = ensure_subject_keys(spark, cfg, hashed, keys)
     provisioning = time.perf_counter() - start
-    per_column = src.select(build_encrypt_udf("customers", "full_name",
-                                              keys["customer_pii"])("full_name"))
+    per_column = src.select(
+        build_encrypt_udf("customers", "full_name", keys["customer_pii"])("full_name")
+    )
     _noop(per_column)
     column_s = min(_noop(per_column) for _ in range(2))
     joined = attach_subject_keys(spark, cfg, hashed)
-    per_subject = joined.select(subject_expr("encrypt", "customers", "full_name",
-                                             keys[cfg.erasure.kek], F.col("full_name")))  # type: ignore[union-attr]
+    per_subject = joined.select(
+        subject_expr("encrypt", "customers", "full_name", keys[cfg.erasure.kek], F.col("full_name"))
+    )  # type: ignore[union-attr]
     _noop(per_subject)
     subject_s = min(_noop(per_subject) for _ in range(2))
     spark.stop()
     report = {
-        "benchmark": "erasure", "rows": rows, "subjects": created, "master": "local[2]",
+        "benchmark": "erasure",
+        "rows": rows,
+        "subjects": created,
+        "master": "local[2]",
         "key_provisioning_seconds": round(provisioning, 2),
         "per_column_key": {"seconds": round(column_s, 2), "rows_per_s": round(rows / column_s)},
         "per_subject_key": {"seconds": round(subject_s, 2), "rows_per_s": round(rows / subject_s)},

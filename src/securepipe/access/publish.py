@@ -20,7 +20,7 @@ from securepipe.crypto.keyring import KeyHandle
 from securepipe.delta_io import current_version
 from securepipe.errors import GateFailed
 from securepipe.ops import retry_concurrent
-from securepipe.quality.builtin import any_match, detectors, matches
+from securepipe.quality.builtin import detectors, matches
 
 __all__ = ["check_role_view", "publish_role_tables"]
 
@@ -59,9 +59,8 @@ def check_role_view(
         # shape there. Masks are computed here from revealed values: scan them.
         if treatment.kind != "mask" or not isinstance(view.schema[column].dataType, StringType):
             continue
-        suspect = F.coalesce(any_match(F.col(column), active), F.lit(False))
         for name, det in active.items():
-            hit = suspect & F.coalesce(matches(F.col(column), det), F.lit(False))
+            hit = F.coalesce(matches(F.col(column), det), F.lit(False))
             exprs[f"leak:{column}:{name}"] = F.sum(F.when(hit, 1).otherwise(0))
     counts: dict[str, int] = {}
     if exprs:

@@ -6,7 +6,7 @@ plaintext personal data is about to be published (e.g. an e-mail column declared
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
@@ -74,20 +74,34 @@ def _luhn_ok(digits: Column) -> Column:
     return (n >= 13) & (total % 10 == 0)
 
 
+# Cheap necessary conditions of the default detectors (character tests, no lookaround): a value
+# failing its detector's hint cannot match the detector, so the costly pattern (lookbehinds,
+# alternations, Luhn) runs only on the few values that pass. Keyed by pattern, so a detector whose
+# pattern is overridden in the configuration gets no hint and always runs in full.
+_HINTS: dict[str, Callable[[Column], Column]] = {
+    DEFAULT_DETECTORS["email"].pattern: lambda c: F.instr(c, "@") > 0,
+    DEFAULT_DETECTORS["us_ssn"].pattern: lambda c: c.rlike("[0-9]{3}-[0-9]{2}-[0-9]"),
+    DEFAULT_DETECTORS["card_number"].pattern: (
+        lambda c: F.length(F.regexp_replace(c, "[^0-9]", "")) >= 13
+    ),
+    DEFAULT_DETECTORS["phone"].pattern: lambda c: c.rlike("[0-9][)]?[ .-][0-9]"),
+    DEFAULT_DETECTORS["iban"].pattern: lambda c: c.rlike("[A-Z]{2}[0-9]{2}"),
+}
+
+
 def matches(col: Column, detector: DetectorConfig) -> Column:
     """True where `col` holds a value the detector recognises (Luhn-checked when asked)."""
+    hint = _HINTS.get(detector.pattern)
     if not detector.luhn:
-        return col.rlike(detector.pattern)
-    candidates = F.regexp_extract_all(col, F.lit(f"({detector.pattern})"), 1)
-    # The cheap regex test first: And short-circuits, so Luhn runs only on candidate rows.
-    return col.rlike(detector.pattern) & F.exists(
-        candidates, lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", ""))
-    )
-
-
-def any_match(col: Column, active: dict[str, DetectorConfig]) -> Column:
-    """One regex pass (all detectors' patterns as alternatives): a superset of every hit."""
-    return col.rlike("|".join(f"(?:{d.pattern})" for d in active.values()))
+        full = col.rlike(detector.pattern)
+    else:
+        candidates = F.regexp_extract_all(col, F.lit(f"({detector.pattern})"), 1)
+        # The regex test first: And short-circuits, so Luhn runs only on candidate rows.
+        full = col.rlike(detector.pattern) & F.exists(
+            candidates, lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", ""))
+        )
+    # And short-circuits left to right: the hint first.
+    return hint(col) & full if hint is not None else full
 
 
 def scanned_columns(df: DataFrame, table_cfg: TableConfig) -> list[str]:
@@ -114,9 +128,10 @@ def leak_scan_exprs(
 ) -> dict[str, Column]:
     """`{"leak:<column>:<detector>": count expression}` for one aggregation pass."""
     exprs = {}
+    active = detectors(compliance)
     for name in scanned_columns(df, table_cfg):
         text = F.col(name).cast("string")
-        for det_name, det in detectors(compliance).items():
+        for det_name, det in active.items():
             hit = F.coalesce(matches(text, det), F.lit(False))
             exprs[f"leak:{name}:{det_name}"] = F.sum(F.when(hit, 1).otherwise(0))
     return exprs
