@@ -36,7 +36,7 @@ from securepipe.ops import run_lock
 from securepipe.protect import protect_columns
 from securepipe.protect.registry import get_operator
 from securepipe.protect.udfs import apply_udf, build_encrypt_udf
-from securepipe.quality.gate import apply_quarantine_rules, duplicate_keys, evaluate
+from securepipe.quality.gate import apply_quarantine_rules, evaluate
 from securepipe.quality.report import write_report
 from securepipe.sources import SOURCE_FILE_COLUMN, read_landing
 from securepipe.validate import RAW_RECORD_COLUMN, REASONS_COLUMN, parse_rows
@@ -302,12 +302,7 @@ def run_table(
         _log.info("table %s: %d new subject keys", table, created)
         raw = attach_subject_keys(spark, cfg, hashed)
     batch = protect_batch(raw, table, table_cfg, keys, run_date)
-    # Duplicate keys from a narrow pass over the key column, then marked by a small join.
-    duplicates = duplicate_keys(batch, table_cfg.key).persist()
-    duplicate_count = duplicates.count()
-    batch = apply_quarantine_rules(
-        batch, cfg, table_cfg, REASONS_COLUMN, duplicates, duplicate_count
-    )
+    batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
     key_versions = {name: keys[name].current for name in sorted(_keys_of(table_cfg))}
     if table_cfg.subject is not None and cfg.erasure is not None:
@@ -424,7 +419,6 @@ def run_table(
         tcommit = replace_partition(published, tpath, PARTITION_COLUMN, run_date, record)
     finally:
         batch.unpersist()
-        duplicates.unpersist()
     if (
         qcommit.rows_written != expected_quarantine
         or tcommit.rows_written + qcommit.rows_written != rows_read

@@ -139,13 +139,19 @@ def publish_role_tables(
             source = (
                 spark.read.format("delta").option("versionAsOf", source_version).load(source_path)
             )
-            # Persisted: the gate's aggregation and the write read it once (masks reveal values
-            # with UDFs; recomputing would decrypt every masked value twice).
-            view = role_view(source, cfg, policy, role, table, keys).persist()
+            # With masks the view is persisted: the gate's aggregation and the write then read
+            # it once (masks reveal values with UDFs; recomputing would decrypt every masked
+            # value twice). Without masks it is a projection of the table: caching costs more
+            # than reading it twice.
+            view = role_view(source, cfg, policy, role, table, keys)
+            masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
+            if masked:
+                view = view.persist()
             try:
                 _write_role_table(view, cfg, policy, role, table, run_id, source_version, path)
             finally:
-                view.unpersist()
+                if masked:
+                    view.unpersist()
 
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
         retry_concurrent(rebuild, f"writing role table {role!r}/{table!r}")

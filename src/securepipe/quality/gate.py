@@ -20,7 +20,7 @@ from securepipe.quality.builtin import CheckResult, leak_scan_exprs, token_check
 from securepipe.quality.gx_runner import run_suite
 from securepipe.quality.rules import reason_code, row_rule
 
-__all__ = ["GateVerdict", "apply_quarantine_rules", "duplicate_keys", "evaluate"]
+__all__ = ["GateVerdict", "apply_quarantine_rules", "evaluate"]
 
 
 @dataclass
@@ -63,52 +63,15 @@ class GateVerdict:
         }
 
 
-DUPLICATE_FLAG = "_duplicate_key"
-# Above this many duplicated keys the marking join is left to Spark's planner (a shuffle join)
-# instead of a broadcast; both are correct.
-_BROADCAST_DUPLICATES = 200_000
-
-
-def duplicate_keys(batch: DataFrame, key: str) -> DataFrame:
-    """The non-null values of `key` that occur more than once (one row each).
-
-    On a protected batch this reads only the key column (Spark prunes every other column and
-    UDF), so it is a narrow pass; persist its result before `apply_quarantine_rules`.
-    """
-    k = F.col(key)
-    return (
-        batch.select(k)
-        .where(k.isNotNull())
-        .groupBy(k)
-        .count()
-        .where(F.col("count") > 1)
-        .select(k, F.lit(True).alias(DUPLICATE_FLAG))
-    )
-
-
 def apply_quarantine_rules(
-    df: DataFrame,
-    cfg: PipelineConfig,
-    table_cfg: TableConfig,
-    reasons_column: str,
-    duplicates: DataFrame | None = None,
-    duplicate_count: int | None = None,
+    df: DataFrame, cfg: PipelineConfig, table_cfg: TableConfig, reasons_column: str
 ) -> DataFrame:
     """Append reason codes for rows that break a `quarantine` expectation or a duplicate key.
 
-    Runs on the protected batch, so rules see what will be published. `duplicates` is
-    `duplicate_keys(df, key)` (persisted; `duplicate_count` its size): rows are marked by a
-    join against it, which moves only the duplicated keys instead of shuffling and sorting the
-    whole wide batch as a window over the key would. Without it the window is used.
+    Runs on the protected batch, so rules see what will be published.
     """
     key = F.col(table_cfg.key)
-    columns = df.columns
-    if duplicates is None:
-        duplicate = key.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(key)) > 1)
-    else:
-        small = duplicate_count is not None and duplicate_count <= _BROADCAST_DUPLICATES
-        df = df.join(F.broadcast(duplicates) if small else duplicates, table_cfg.key, "left")
-        duplicate = F.coalesce(F.col(DUPLICATE_FLAG), F.lit(False))
+    duplicate = key.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(key)) > 1)
     checks: list[Column] = [F.when(duplicate, F.lit(f"DUPLICATE_KEY:{table_cfg.key}"))]
     for gate_name in table_cfg.gates:
         for spec in cfg.gates[gate_name].expectations:
@@ -120,8 +83,7 @@ def apply_quarantine_rules(
                     )
                 )
     extra = F.array_compact(F.array(*checks))
-    out = df.withColumn(reasons_column, F.array_union(F.col(reasons_column), extra))
-    return out.select(*columns)  # the join put the key first and added the flag
+    return df.withColumn(reasons_column, F.array_union(F.col(reasons_column), extra))
 
 
 def evaluate(
