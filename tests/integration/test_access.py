@@ -283,3 +283,34 @@ def test_leak_scan_detects_each_kind_of_planted_pii(env, spark, value, detector)
     row = df.agg(*[e.alias(k.replace(":", "__")) for k, e in exprs.items()]).first()
     hits = {k: int(row[k.replace(":", "__")]) for k in exprs if row[k.replace(":", "__")]}
     assert hits == {f"leak:city:{detector}": 1}
+
+
+HINT_PROBES = [
+    "ada@example.com", "a.b+c@mail.example.co.uk", "x@y", "@", "123-45-6789", "ssn:123-45-6789.",
+    "123456789", "4111 1111 1111 1111", "4111-1111-1111-1111", "4-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1",
+    "4111111111111111", "(202) 555-0100", "+1 202.555.0100", "202-555-0100", "+44 20 7946 0958",
+    "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "de89 3704", "C0001234",
+    "***-**-6789", "Köln", "", "tok_ABC-123_xyz-45-6789", "12-34-5678", "555.0100",
+]  # fmt: skip
+
+
+def test_leak_scan_hints_never_hide_a_match(spark) -> None:  # type: ignore[no-untyped-def]
+    """The cheap hints only skip work: with or without them every detector flags the same
+    values (each hint is a necessary condition of its pattern)."""
+    from pyspark.sql import functions as F
+
+    from securepipe.config import DetectorConfig
+    from securepipe.quality.builtin import DEFAULT_DETECTORS, matches
+
+    df = spark.createDataFrame([(v,) for v in HINT_PROBES], "v string")
+    for name, det in DEFAULT_DETECTORS.items():
+        # The same detector without its hint (hints are keyed by the exact pattern).
+        unhinted = DetectorConfig(pattern=f"(?:{det.pattern})", luhn=det.luhn)
+        rows = df.select(
+            "v",
+            F.coalesce(matches(F.col("v"), det), F.lit(False)).alias("hinted"),
+            F.coalesce(matches(F.col("v"), unhinted), F.lit(False)).alias("full"),
+        ).collect()
+        differ = [r["v"] for r in rows if r["hinted"] != r["full"]]
+        assert differ == [], (name, differ)
+        assert any(r["full"] for r in rows), name  # each detector fires on some probe
