@@ -166,4 +166,10 @@ def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match=r"SECUREPIPE_SPARK_AUTH_SECRET_FILE=.*empty"):
         configure_builder(SparkSession.Builder(), settings)
     monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET_FILE")
-    assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), settings)._options
+    local = configure_builder(SparkSession.Builder(), settings)._options
+    # Local mode: authenticated and encrypted with a secret Spark generates per application.
+    assert local["spark.authenticate"] == "true"
+    assert local["spark.network.crypto.enabled"] == "true"
+    assert "spark.authenticate.secret" not in local
+    cluster = SparkSettings(jars="provided", master="spark://127.0.0.1:7077")
+    assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), cluster)._options
