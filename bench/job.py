@@ -31,7 +31,7 @@ from securepipe.spark import configure_builder
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heap of the one local JVM (driver and executors); recorded with the results.
-DRIVER_MEMORY = os.environ.get("SECUREPIPE_BENCH_DRIVER_MEMORY", "1g")
+DRIVER_MEMORY = os.environ.get("SECUREPIPE_BENCH_DRIVER_MEMORY", "2g")
 
 
 def _event_log() -> dict[str, str]:
@@ -41,9 +41,14 @@ def _event_log() -> dict[str, str]:
 
 
 def bench_config(
-    config: Path, landing: Path, work: Path, shuffle_partitions: int = 8
+    config: Path, landing: Path, work: Path, shuffle_partitions: int = 64
 ) -> PipelineConfig:
-    """`config` on `landing`, writing under `work`, `local[2]`."""
+    """`config` on `landing`, writing under `work`, `local[2]`.
+
+    64 shuffle partitions, which adaptive execution coalesces to ~64 MiB each: with a fixed 8,
+    the cached batch's blocks grow with the batch and, read back from disk, a 2M-row block did
+    not fit a 1 GiB heap (measured: OutOfMemoryError in BlockManager.maybeCacheDiskBytesInMemory).
+    """
     shipped = yaml.safe_load(config.read_text())["spark"].get("conf", {})
     return load_config(
         config,

@@ -235,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(landing)
             shutil.rmtree(work / "plain")
             shutil.rmtree(work / "secure")
-    finally:
+    except BaseException:
+        print(f"bench failed; logs kept in {tmp}", file=sys.stderr)
+        raise
+    else:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     ref = next((r for r in runs if r["rows_target"] == 1_000_000), runs[0])
