@@ -117,7 +117,13 @@ def retry_concurrent(action: Callable[[], T], what: str, attempts: int = 4) -> T
                 _log.warning("%s: concurrent commit, retrying (%d/%d)", what, attempt, attempts)
                 time.sleep(0.5 * 2**attempt)
                 continue
-            reason = "concurrent writers kept winning" if is_conflict(exc) else type(exc).__name__
+            if is_conflict(exc):
+                reason = "concurrent writers kept winning"
+            else:
+                # The error condition (e.g. DELTA_FAILED_TO_MERGE_FIELDS) names the kind of
+                # failure without quoting data; the message text could, so it is not shown.
+                condition = getattr(exc, "getCondition", lambda: None)()
+                reason = type(exc).__name__ + (f" [{condition}]" if condition else "")
             raise PublishError(f"{what} failed ({reason})") from None
     raise PublishError(f"{what} failed")  # pragma: no cover
 
