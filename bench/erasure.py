@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from job import bench_config, bench_session  # bench/ is the script's folder
 from pyspark.sql import functions as F
 
-from securepipe.config import load_config
 from securepipe.erasure import (
     attach_subject_keys,
     ensure_subject_keys,
@@ -26,7 +24,6 @@ from securepipe.erasure import (
 )
 from securepipe.pipeline import resolve_keys
 from securepipe.protect.udfs import build_encrypt_udf
-from securepipe.spark import configure_builder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,23 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args(argv)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     tmp = Path(tempfile.mkdtemp(prefix="sp-bench-erasure-"))
-    cfg = load_config(
-        ROOT / "conf" / "pipeline.yaml",
-        lakehouse=str(tmp / "lakehouse"),
-        keystore={"provider": "local", "path": str(tmp / "secrets")},
-        spark={
-            "master": "local[2]",
-            "jars_dir": str(ROOT / ".cache" / "jars"),
-            "ui_enabled": False,
-            "shuffle_partitions": 8,
-            "conf": {"spark.driver.memory": "3g"},
-        },
-    )
+    cfg = bench_config(ROOT / "conf" / "pipeline.yaml", tmp / "landing", tmp, shuffle_partitions=8)
     keys = resolve_keys(cfg, ["customers"])
-    spark = configure_builder(SparkSession.builder, cfg.spark).getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = bench_session(cfg)
     rows = args.rows
     src = (
         spark.range(rows, numPartitions=8)

@@ -26,8 +26,9 @@ from pyspark.sql import SparkSession
 from securepipe.access.policy import load_access_policy
 from securepipe.config import PipelineConfig, load_config
 from securepipe.pipeline import run_nightly
-from securepipe.sources import landing_path
+from securepipe.sources import landing_path, read_landing
 from securepipe.spark import configure_builder
+from securepipe.validate import parse_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heap of the one local JVM (driver and executors); recorded with the results.
@@ -80,6 +81,24 @@ def _plain(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]
     return {"rows": rows, "seconds": round(total, 2), "stages": {"read+write": round(total, 2)}}
 
 
+def _read(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:
+    """The read stage alone: read, parse and validate the batch into a noop sink."""
+    table_cfg = cfg.table("customers")
+    parsed = parse_rows(read_landing(spark, "customers", table_cfg, cfg.landing, day), table_cfg)
+    start = time.perf_counter()
+    parsed.write.format("noop").mode("overwrite").save()
+    total = time.perf_counter() - start
+    return {"rows": None, "seconds": round(total, 2), "stages": {"read": round(total, 2)}}
+
+
+def bench_session(cfg: PipelineConfig) -> SparkSession:
+    """The session every benchmark uses: `configure_builder`, quiet logs."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
 def _secure(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:
     policy = load_access_policy(Path(cfg.source_file).parent / "access", cfg)
     start = time.perf_counter()
@@ -100,7 +119,7 @@ def _secure(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     """Run one job and write its JSON result."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["secure", "plain"], required=True)
+    parser.add_argument("--mode", choices=["secure", "plain", "read"], required=True)
     parser.add_argument("--config", required=True, help="bench/workload.py writes it")
     parser.add_argument("--landing", required=True)
     parser.add_argument("--date", required=True)
@@ -110,14 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("py4j", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     cfg = bench_config(Path(args.config), Path(args.landing), Path(args.work))
     start = time.perf_counter()
-    spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = bench_session(cfg)
     startup = time.perf_counter() - start
+    job = {"secure": _secure, "plain": _plain, "read": _read}[args.mode]
     try:
-        run = (_secure if args.mode == "secure" else _plain)(spark, cfg, args.date)
+        run = job(spark, cfg, args.date)
     finally:
         spark.stop()
     run.update(mode=args.mode, session_startup_seconds=round(startup, 2))

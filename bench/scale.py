@@ -73,12 +73,12 @@ class Sampler(threading.Thread):
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root = root
-        self.stop = threading.Event()
+        self.done = threading.Event()
         self.peak: dict[str, int] = {"python_driver": 0, "jvm": 0, "python_workers": 0}
         self.peak_worker = 0
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        while not self.done.is_set():
             tree, todo = [], [self.root]
             while todo:
                 pid = todo.pop()
@@ -111,7 +111,7 @@ def run_job(mode: str, config: Path, landing: Path, work: Path) -> dict[str, Any
         sampler = Sampler(proc.pid)
         sampler.start()
         code = proc.wait()
-        sampler.stop.set()
+        sampler.done.set()
         sampler.join()
     if code != 0:
         raise SystemExit(f"{mode} job failed ({code}); see {work / (mode + '.log')}")
@@ -121,33 +121,6 @@ def run_job(mode: str, config: Path, landing: Path, work: Path) -> dict[str, Any
     result["peak_rss_mib"] = {k: round(v / mib) for k, v in sampler.peak.items()}
     result["peak_rss_mib"]["largest_python_worker"] = round(sampler.peak_worker / mib)
     return result
-
-
-def read_stage(config: Path, landing: Path, work: Path) -> float:
-    """Seconds to read, parse and validate the batch alone (noop sink), in its own process."""
-    code = (
-        "import sys, time\n"
-        "sys.path.insert(0, 'bench')\n"
-        "from pathlib import Path\n"
-        "from pyspark.sql import SparkSession\n"
-        "from job import bench_config\n"
-        "from securepipe.spark import configure_builder\n"
-        "from securepipe.sources import read_landing\n"
-        "from securepipe.validate import parse_rows\n"
-        f"cfg = bench_config(Path({str(config)!r}), Path({str(landing)!r}), Path({str(work)!r}))\n"
-        "spark = configure_builder(SparkSession.builder, cfg.spark).getOrCreate()\n"
-        "tc = cfg.table('customers')\n"
-        f"df = parse_rows(read_landing(spark, 'customers', tc, {str(landing)!r}, {DAY!r}), tc)\n"
-        "s = time.perf_counter(); df.write.format('noop').mode('overwrite').save()\n"
-        "print('READ_SECONDS', time.perf_counter() - s)\n"
-        "spark.stop()\n"
-    )
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True
-    )
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("READ_SECONDS"))
-    return round(float(line.split()[1]), 2)
 
 
 def charts(result: dict[str, Any], docs: Path) -> list[str]:
@@ -229,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 "plain_us_per_row": round(plain["seconds"] / plain["rows"] * 1e6, 2),
             }
             if rows == 1_000_000:
-                run["read_only_seconds"] = read_stage(config, landing, work)
+                run["read_only_seconds"] = run_job("read", config, landing, work)["seconds"]
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k not in ("plain", "secure")}))
             shutil.rmtree(landing)

@@ -27,6 +27,11 @@ PROTECT = {
     "ssn": {"op": "fpe", "alphabet": "digits", "key": "ssn_fpe"},
     "phone": {"op": "partial", "show_last": 4},
 }
+# Both roles see the key, the e-mail token, the masked phone and the location in clear.
+_SHARED = {
+    "customer_id": "clear", "email": "token", "phone": "token",
+    "city": "clear", "country": "clear", "region": "clear",
+}  # fmt: skip
 ROLES = {
     "analyst": {
         "description": "EU customers, masked identifiers",
@@ -35,9 +40,10 @@ ROLES = {
             "customers": {
                 "rows": "region = :region",
                 "columns": {
-                    "customer_id": "clear", "email": "token", "ssn": "mask:last4",
-                    "phone": "token", "city": "clear", "country": "clear", "region": "clear",
-                    "balance": "mask:bucket:1000", "signup_ts": "clear",
+                    **_SHARED,
+                    "ssn": "mask:last4",
+                    "balance": "mask:bucket:1000",
+                    "signup_ts": "clear",
                 },
             }
         },
@@ -45,17 +51,9 @@ ROLES = {
     "support": {
         "description": "Reads names to answer calls",
         "keys": ["customer_pii"],
-        "tables": {
-            "customers": {
-                "rows": "true",
-                "columns": {
-                    "customer_id": "clear", "full_name": "decrypt", "email": "token",
-                    "phone": "token", "city": "clear", "country": "clear", "region": "clear",
-                },
-            }
-        },
+        "tables": {"customers": {"rows": "true", "columns": {**_SHARED, "full_name": "decrypt"}}},
     },
-}  # fmt: skip
+}
 
 
 def write_workload_config(dest: Path) -> Path:
