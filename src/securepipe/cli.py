@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,16 @@ def _session(cfg: PipelineConfig) -> SparkSession:
     spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextmanager
+def _spark(cfg: PipelineConfig) -> Iterator[SparkSession]:
+    """A session for one command, stopped however the command ends."""
+    spark = _session(cfg)
+    try:
+        yield spark
+    finally:
+        spark.stop()
 
 
 def _config_path(name: str) -> str:
@@ -204,9 +215,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from securepipe.crypto.keyring import Keyring, rotate_local_master_key
+    from securepipe.crypto.keyring import Keyring
+    from securepipe.ops import lakehouse_lock
 
     cfg = _load(args)
+    if args.action == "list":
+        _print_keys(Keyring(cfg.keystore))
+        return 0
+    # Key changes never interleave with a running night, an erasure or a re-encryption.
+    with lakehouse_lock(cfg, exclusive=True, what=f"keys {args.action}"):
+        return _keys_locked(args, cfg)
+
+
+def _print_keys(keyring: object) -> None:
+    for key in keyring.describe():  # type: ignore[attr-defined]
+        versions = ", ".join(f"v{v} {created}" for v, created in key["versions"].items())
+        destroyed = ", ".join(f"v{v}" for v in key["destroyed"])
+        print(
+            f"{key['name']:<16}{key['type']:<6} current v{key['current']}  ({versions})"
+            + (f"  destroyed: {destroyed}" if destroyed else "")
+        )
+
+
+def _tables_using(cfg: PipelineConfig, key: str) -> list[str]:
+    return sorted(
+        t
+        for t, tc in cfg.tables.items()
+        if any(c.protect.params.get("key") == key for c in tc.columns.values())
+    )
+
+
+def _keys_locked(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    from securepipe.crypto.keyring import Keyring, rotate_local_master_key
+
     if args.action == "rewrap":
         if args.to:
             new_store = load_config(args.to).keystore
@@ -220,7 +261,11 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             )
         else:
             raise SecurePipeError("keys rewrap needs --to CONFIG naming the new KEK")
+    if args.action == "seal":
+        keyring = Keyring(cfg.keystore, allow_unsealed=True)
+        print(f"keyring sealed (generation {keyring.seal()})")
     keyring = Keyring(cfg.keystore, create=args.action == "init")
+    subject_kek = cfg.erasure.kek if cfg.erasure is not None else None
     if args.action == "init":
         created = keyring.ensure(cfg.keys)
         print(f"created: {', '.join(created) or 'none (all keys exist)'}")
@@ -228,26 +273,57 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if not args.name:
             raise SecurePipeError("keys rotate needs a key NAME")
         print(f"{args.name}: now version {keyring.rotate(args.name)}")
-    for key in keyring.describe():
-        versions = ", ".join(f"v{v} {created}" for v, created in key["versions"].items())
-        print(f"{key['name']:<16}{key['type']:<6} current v{key['current']}  ({versions})")
+        if args.name == subject_kek:
+            from securepipe.erasure import rewrap_store
+
+            with _spark(cfg) as spark:
+                count = rewrap_store(spark, cfg, Keyring(cfg.keystore).handle(args.name))
+            print(f"subject key store: {count} subject keys re-wrapped under the new version")
+        else:
+            tables = _tables_using(cfg, args.name)
+            if tables:
+                print(
+                    "new writes use the new version, old data keeps decrypting; to move old "
+                    f"data too: securepipe reencrypt TABLE for {', '.join(tables)}"
+                )
+    elif args.action == "destroy":
+        if not args.name or args.version is None:
+            raise SecurePipeError("keys destroy needs a key NAME and --version N")
+        if args.name == subject_kek:
+            from securepipe.erasure import subject_keys_wrapped_under
+
+            with _spark(cfg) as spark:
+                still = subject_keys_wrapped_under(spark, cfg, args.version)
+            if still:
+                raise SecurePipeError(
+                    f"key {args.name!r} version {args.version} still wraps {still} subject keys: "
+                    f"destroying it would erase those subjects; run `securepipe keys rotate "
+                    f"{args.name}` first (it re-wraps the store)"
+                )
+        survivors = keyring.destroy(args.name, args.version)
+        print(f"{args.name}: version {args.version} destroyed in {cfg.keystore.path}")
+        for path in survivors:
+            print(
+                f"  still held (wrapped under a retired master key) by {path}: delete it with "
+                "its master.key.retired-* once the backups that need it expire"
+            )
+    _print_keys(keyring)
     return 0
 
 
 def _cmd_reencrypt(args: argparse.Namespace) -> int:
+    from securepipe.ops import lakehouse_lock
     from securepipe.pipeline import new_run_id, resolve_keys, table_path
     from securepipe.rotation import reencrypt_table
 
     cfg = _load(args)
     cfg.table(args.table)
-    keys = resolve_keys(cfg, [args.table])
-    spark = _session(cfg)
-    try:
-        commit = reencrypt_table(
-            spark, cfg, args.table, table_path(cfg, args.table), keys, new_run_id("reencrypt")
-        )
-    finally:
-        spark.stop()
+    with lakehouse_lock(cfg, exclusive=True, what=f"reencrypt {args.table}"):
+        keys = resolve_keys(cfg, [args.table])
+        with _spark(cfg) as spark:
+            commit = reencrypt_table(
+                spark, cfg, args.table, table_path(cfg, args.table), keys, new_run_id("reencrypt")
+            )
     versions = ", ".join(f"{k} v{h.current}" for k, h in keys.items())
     print(
         f"{args.table}: re-encrypted {commit.rows_written} rows as version {commit.version} "
@@ -380,15 +456,12 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     hours = args.retain_hours if args.retain_hours is not None else cfg.retention.vacuum_hours
-    from securepipe.ops import check_retention
+    from securepipe.ops import check_retention, lakehouse_lock
 
     check_retention(hours, cfg.retention.allow_below_safety and args.allow_below_safety)
-    spark = _session(cfg)
-    try:
+    with lakehouse_lock(cfg, exclusive=True, what="maintain"), _spark(cfg) as spark:
         for line in maintain(spark, cfg, hours):
             print(line)
-    finally:
-        spark.stop()
     return 0
 
 
@@ -407,44 +480,47 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 
     from securepipe.audit import AuditEntry, append_audit
     from securepipe.erasure import erase_subjects
+    from securepipe.ops import lakehouse_lock
     from securepipe.pipeline import new_run_id, resolve_keys, storage_root
 
     cfg = _load(args)
     policy = _policy(cfg)
     ids = _read_subjects(args.subjects)
-    keys = resolve_keys(cfg, list(cfg.tables))
     run_id = new_run_id("erase")
-    started = datetime.now(UTC)
-    spark = _session(cfg)
-    try:
-        result = erase_subjects(spark, cfg, ids, keys, run_id, policy)
-        append_audit(
-            spark,
-            storage_root(cfg.lakehouse),
-            [
-                AuditEntry(
-                    run_id=run_id,
-                    job="erase",
-                    started_at=started,
-                    ended_at=datetime.now(UTC),
-                    status="ok",
-                    config_hash=cfg.fingerprint(),
-                    message=(
-                        f"{args.reason or 'erasure request'}: {result.requested} subjects, "
-                        f"{result.keys_destroyed} keys destroyed, {result.unknown} unknown"
-                    ),
-                    tables={
-                        "rows_deleted": result.rows_deleted,
-                        "subject_hashes": result.subject_hashes,
-                    },
-                )
-            ],
-        )
-    finally:
-        spark.stop()
+    # Alone on the lakehouse: a running night could otherwise publish a subject between the
+    # tombstone and the deletion, or lose a new key to the store's VACUUM.
+    with lakehouse_lock(cfg, exclusive=True, what="erase"):
+        keys = resolve_keys(cfg, list(cfg.tables))
+        started = datetime.now(UTC)
+        with _spark(cfg) as spark:
+            result = erase_subjects(spark, cfg, ids, keys, run_id, policy)
+            append_audit(
+                spark,
+                storage_root(cfg.lakehouse),
+                [
+                    AuditEntry(
+                        run_id=run_id,
+                        job="erase",
+                        started_at=started,
+                        ended_at=datetime.now(UTC),
+                        status="ok",
+                        config_hash=cfg.fingerprint(),
+                        message=(
+                            f"{args.reason or 'erasure request'}: {result.requested} subjects, "
+                            f"{result.keys_destroyed} keys destroyed, {result.unknown} unknown, "
+                            f"{result.tombstones_added} tombstones added"
+                        ),
+                        tables={
+                            "rows_deleted": result.rows_deleted,
+                            "subject_hashes": result.subject_hashes,
+                        },
+                    )
+                ],
+            )
     print(
         f"erased {result.keys_destroyed} of {result.requested} subjects "
-        f"({result.unknown} unknown: nothing to erase); rows deleted: {result.rows_deleted}"
+        f"({result.unknown} unknown: nothing to erase, tombstoned all the same); "
+        f"rows deleted: {result.rows_deleted}"
     )
     print(
         f"audit run id {run_id}; prove it with: securepipe verify-erasure --subjects "
@@ -458,20 +534,37 @@ def _cmd_verify_erasure(args: argparse.Namespace) -> int:
     from securepipe.pipeline import resolve_keys
 
     cfg = _load(args)
+    policy = _policy(cfg)
     ids = _read_subjects(args.subjects)
     keys = resolve_keys(cfg, list(cfg.tables))
-    spark = _session(cfg)
-    try:
-        report = verify_erasure(spark, cfg, ids, keys)
-    finally:
-        spark.stop()
+    with _spark(cfg) as spark:
+        report = verify_erasure(spark, cfg, ids, keys, policy)
     print(json.dumps(report, indent=2, default=str))
+    for name, entry in sorted(report["tables"].items()):
+        for column, col in sorted(entry["columns"].items()):
+            until = col.get("removable_after")
+            until = f" (removable after {until})" if until else ""
+            print(
+                f"  {name}.{column}: {col['values']} values in versions "
+                f"{min(col['versions'])}-{max(col['versions'])}: {col['status']}{until}",
+                file=sys.stderr,
+            )
     if not report["erased"]:
-        print(
-            f"securepipe: error: {report['values_readable']} values of these subjects can still "
-            "be read",
-            file=sys.stderr,
-        )
+        reasons = []
+        if report["values_readable"]:
+            reasons.append(
+                f"{report['values_readable']} values of these subjects can still be read"
+            )
+        if report.get("subject_keys_live"):
+            reasons.append(f"{report['subject_keys_live']} subjects still have a key")
+        if report.get("tombstoned", 0) < report["subjects"]:
+            reasons.append(
+                f"{report['subjects'] - report.get('tombstoned', 0)} subjects have no tombstone "
+                "(not erased: they would be published again)"
+            )
+        if report["errors"]:
+            reasons.append(f"{len(report['errors'])} table versions could not be read")
+        print(f"securepipe: error: not erased: {'; '.join(reasons)}", file=sys.stderr)
         return 2
     print(
         f"verified: {report['versions_checked']} table versions read, "
@@ -531,9 +624,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     keys = sub.add_parser("keys", parents=[common], help="manage data keys")
-    keys.add_argument("action", choices=["init", "list", "rotate", "rewrap"])
-    keys.add_argument("name", nargs="?", help="key to rotate")
+    keys.add_argument("action", choices=["init", "list", "rotate", "rewrap", "destroy", "seal"])
+    keys.add_argument("name", nargs="?", help="key to rotate or destroy")
     keys.add_argument("--to", help="rewrap: a config whose keystore: names the new KEK")
+    keys.add_argument("--version", type=int, help="destroy: the version to destroy")
     keys.set_defaults(func=_cmd_keys)
 
     reenc = sub.add_parser(

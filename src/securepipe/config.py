@@ -133,6 +133,16 @@ class TableConfig(_Model):
     subject: str | None = Field(
         default=None, description="column naming the data subject (crypto-shredding, erasure)"
     )
+    erasure: Literal["complete", "partial"] = Field(
+        default="complete",
+        description=(
+            "complete: every pii/sensitive column of a subject table is shredded with the "
+            "subject's key; partial: some stay readable under column keys until VACUUM"
+        ),
+    )
+    erasure_reason: str | None = Field(
+        default=None, description="why `erasure: partial` is acceptable (required with it)"
+    )
 
     @model_validator(mode="after")
     def _key_is_a_column(self) -> TableConfig:
@@ -162,10 +172,12 @@ class GateConfig(_Model):
 
 
 class DetectorConfig(_Model):
-    """A PII detector of the leak scan: a Java regular expression, optionally Luhn-checked."""
+    """A PII detector of the leak scan: a Java regular expression, optionally verified by a
+    checksum over each match (`luhn` for card numbers, `mod97` for IBANs)."""
 
     pattern: str
     luhn: bool = False
+    checksum: Literal["luhn", "mod97"] | None = None
     enabled: bool = True
 
 
@@ -260,6 +272,13 @@ class PipelineConfig(_Model):
     version: Literal[1] = 1
     lakehouse: str = "./lakehouse"
     landing: str = "./landing"
+    lock_dir: str | None = Field(
+        default=None,
+        description=(
+            "folder of the lakehouse and run locks; default <lakehouse>/_locks, or .cache/locks "
+            "on the scheduler host for an object-store lakehouse"
+        ),
+    )
     keystore: KeyStoreConfig = KeyStoreConfig()
     spark: SparkSettings = SparkSettings()
     keys: dict[str, KeyConfig]
@@ -341,16 +360,24 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
                 raise ConfigError(
                     f"{path}: erasure.{role} {name!r} must name a declared key of type {kind}"
                 )
+    from securepipe.protect.registry import get_operator, operator_names
+
+    known_ops = set(operator_names())
     for table_name, table in cfg.tables.items():
         per_subject = [
             c
             for c, col in table.columns.items()
-            if col.protect.op in ("encrypt_subject", "tokenize_subject")
+            if col.protect.op in known_ops and get_operator(col.protect.op).per_subject
         ]
         if per_subject and (table.subject is None or cfg.erasure is None):
             raise ConfigError(
                 f"{path}: table {table_name!r}, column {per_subject[0]!r}: per-subject "
                 "protection needs the table's subject: column and a top-level erasure: section"
+            )
+        if table.erasure == "partial" and not (table.erasure_reason or "").strip():
+            raise ConfigError(
+                f"{path}: table {table_name!r}: erasure: partial needs an erasure_reason "
+                "(why some personal data may outlive an erasure until VACUUM)"
             )
         if table.subject is not None and table.subject not in table.columns:
             raise ConfigError(
@@ -367,6 +394,16 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
             if not _NAME_RE.match(column_name):
                 raise ConfigError(f"{where}: column names must match {_NAME_RE.pattern}")
             validate_protection(column, cfg.keys, where)
+            if table.subject is not None and column.classification.personal:
+                left = get_operator(column.protect.op).erasure_class(column.protect.params)
+                if left not in ("subject_key", "nothing") and table.erasure != "partial":
+                    raise ConfigError(
+                        f"{where}: {column.classification.value} data of a subject table under "
+                        f"op {column.protect.op!r} outlives an erasure (old versions keep it "
+                        "until VACUUM); protect it per subject (encrypt_subject, "
+                        "tokenize_subject, fpe_subject) or declare the table's erasure: partial "
+                        "with an erasure_reason"
+                    )
             if column_name == table.key and column.protect.op not in ("keep", "tokenize", "fpe"):
                 raise ConfigError(
                     f"{where}: the key column must stay joinable and checkable for uniqueness "

@@ -1,12 +1,22 @@
-"""Right to erasure that survives Delta time travel: crypto-shredding per data subject.
+"""Right to erasure that survives Delta time travel, re-runs and rotation: crypto-shredding.
 
-Tables that declare a `subject:` column protect their `encrypt_subject` / `tokenize_subject`
-columns under each subject's own key (`securepipe.crypto.subject`). The subject key store is the
-Delta table `lakehouse/_keys/subjects` (subject hash, wrapped key; deletion vectors off), looked
-up with a join, never a call per row. `erase_subjects` destroys the keys (DELETE + VACUUM of the
-store's old files), deletes the subjects' rows from the current versions of every table, rebuilds
-the role tables and appends an audit entry holding only keyed hashes. `verify_erasure` reads every
-past version of every table and proves no value of those subjects can be decrypted.
+Tables that declare a `subject:` column protect their per-subject columns (`encrypt_subject`,
+`tokenize_subject`, `fpe_subject`) under each subject's own key (`securepipe.crypto.subject`).
+
+* The **subject key store** (`lakehouse/_keys/subjects`: subject hash, wrapped key; deletion
+  vectors off) is looked up with a join, never a call per row. Keys are created with a Delta MERGE
+  (insert when not matched), so two overlapping runs cannot give one subject two keys. Each
+  wrapped key names the version of the subject KEK that wrapped it; `rewrap_store` moves every
+  key to the KEK's current version after a rotation.
+* **Tombstones** (`lakehouse/_keys/tombstones`) hold the keyed hashes of erased subjects. Every
+  later run, re-run and backfill drops their rows before anything is protected (counted as
+  `ERASED_SUBJECT`): they are never published, never quarantined, never given a new key.
+* `erase_subjects`, under the exclusive lakehouse lock: writes the tombstones first, destroys the
+  keys (DELETE + VACUUM of the store's old files), deletes the subjects' rows from the current
+  versions of every table and rebuilds the role tables.
+* `verify_erasure` reads every version of every table that can hold the subjects (protected,
+  quarantine, role tables) and says, per column, whether what is left is shredded, readable until
+  VACUUM, or absent.
 """
 
 from __future__ import annotations
@@ -14,12 +24,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.functions import arrow_udf
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
@@ -28,32 +38,38 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.envelope import hmac_many
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.crypto.subject import (
-    new_wrapped_subject_key,
-    subject_decrypt_many,
-    subject_detokenize_many,
-    subject_encrypt_many,
-    subject_hash,
-    subject_tokenize_many,
+from securepipe.crypto.subject import new_wrapped_subject_key, rewrap_subject_key, subject_hash
+from securepipe.errors import ConfigError
+from securepipe.layout import (
+    access_path,
+    quarantine_path,
+    store_path,
+    table_path,
+    tombstone_path,
 )
-from securepipe.errors import ConfigError, DecryptionError
+from securepipe.ops import retention_check_disabled, retry_concurrent
+from securepipe.protect.registry import get_operator
+from securepipe.protect.subject_udfs import HASH_COLUMN, KEK_SENTINEL, WRAPPED_COLUMN
+from securepipe.validate import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 
 __all__ = [
+    "ERASED_REASON",
     "HASH_COLUMN",
     "KEK_SENTINEL",
     "WRAPPED_COLUMN",
     "ErasureResult",
     "attach_subject_keys",
-    "build_subject_udf",
+    "drop_erased_subjects",
     "ensure_subject_keys",
     "erase_subjects",
+    "rewrap_store",
     "store_path",
+    "subject_keys_wrapped_under",
+    "tombstone_path",
     "verify_erasure",
 ]
 
-HASH_COLUMN = "_subject_hash"
-WRAPPED_COLUMN = "_subject_wrapped"
-KEK_SENTINEL = "__subject_kek__"
+ERASED_REASON = "ERASED_SUBJECT"
 STORE_SCHEMA = StructType(
     [
         StructField("subject_hash", StringType(), False),
@@ -61,14 +77,14 @@ STORE_SCHEMA = StructType(
         StructField("created_at", TimestampType(), False),
     ]
 )
+TOMBSTONE_SCHEMA = StructType(
+    [
+        StructField("subject_hash", StringType(), False),
+        StructField("erased_at", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
 _log = logging.getLogger(__name__)
-
-
-def store_path(cfg: PipelineConfig) -> str:
-    """`<lakehouse>/_keys/subjects`: never next to the data it protects."""
-    from securepipe.pipeline import storage_root
-
-    return f"{storage_root(cfg.lakehouse)}/_keys/subjects"
 
 
 def _erasure(cfg: PipelineConfig) -> tuple[str, str]:
@@ -100,26 +116,42 @@ def _new_key_udf(kek: KeyHandle):  # type: ignore[no-untyped-def]
     def securepipe_new_subject_key(hashes: pa.Array) -> pa.Array:
         key = data_keys(kek)[version]
         return pa.array(
-            [new_wrapped_subject_key(key, h) for h in hashes.to_pylist()], type=pa.binary()
+            [new_wrapped_subject_key(key, version, h) for h in hashes.to_pylist()],
+            type=pa.binary(),
         )
 
     return securepipe_new_subject_key.asNondeterministic()
 
 
-def _ensure_store(spark: SparkSession, path: str) -> None:
-    if not DeltaTable.isDeltaTable(spark, path):
-        from securepipe.ops import retry_concurrent
+def _rewrap_udf(kek: KeyHandle):  # type: ignore[no-untyped-def]
+    version = kek.current
 
+    @arrow_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_rewrap_subject_key(hashes: pa.Array, wrapped: pa.Array) -> pa.Array:
+        keks = data_keys(kek)
+        return pa.array(
+            [
+                rewrap_subject_key(keks, version, h, w)
+                for h, w in zip(hashes.to_pylist(), wrapped.to_pylist(), strict=True)
+            ],
+            type=pa.binary(),
+        )
+
+    return securepipe_rewrap_subject_key.asNondeterministic()
+
+
+def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str) -> None:
+    if not DeltaTable.isDeltaTable(spark, path):
         builder = (
             DeltaTable.createIfNotExists(spark)
             .location(path)
-            .addColumns(STORE_SCHEMA)
+            .addColumns(schema)
             # DELETE must rewrite files (no deletion vectors) so that VACUUM can remove the
             # wrapped keys of erased subjects for good.
             .property("delta.enableDeletionVectors", "false")
             .property("delta.dataSkippingNumIndexedCols", "1")
         )
-        retry_concurrent(builder.execute, f"creating subject key store {path}")
+        retry_concurrent(builder.execute, f"creating {what} {path}")
 
 
 def with_subject_hash(df: DataFrame, subject_column: str, index: KeyHandle) -> DataFrame:
@@ -127,16 +159,44 @@ def with_subject_hash(df: DataFrame, subject_column: str, index: KeyHandle) -> D
     return df.withColumn(HASH_COLUMN, _hash_udf(index)(F.col(subject_column).cast("string")))
 
 
+def _tombstones(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
+    path = tombstone_path(cfg)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return spark.createDataFrame([], TOMBSTONE_SCHEMA)
+    return spark.read.format("delta").load(path)
+
+
+def drop_erased_subjects(
+    spark: SparkSession, cfg: PipelineConfig, hashed: DataFrame
+) -> tuple[DataFrame, int]:
+    """Remove the rows of erased subjects from a frame with `_subject_hash`.
+
+    Returns:
+        The remaining rows and how many rows were dropped (`ERASED_SUBJECT`). Dropped rows are
+        not kept anywhere: no key, no quarantine, no raw record.
+    """
+    tomb = F.broadcast(
+        _tombstones(spark, cfg).select(F.col("subject_hash").alias(HASH_COLUMN)).distinct()
+    )
+    erased = hashed.join(tomb, HASH_COLUMN, "left_semi").count()
+    if not erased:
+        return hashed, 0
+    return hashed.join(tomb, HASH_COLUMN, "left_anti"), erased
+
+
 def ensure_subject_keys(
     spark: SparkSession, cfg: PipelineConfig, hashed: DataFrame, keys: Mapping[str, KeyHandle]
 ) -> int:
     """Create keys for subjects of `hashed` (a frame with `_subject_hash`) that have none.
 
+    The anti-join keeps the work to new subjects; the MERGE (insert when not matched) makes the
+    creation safe against an overlapping run that creates the same subject's key first.
+
     Returns the number of new subject keys.
     """
     kek_name, _ = _erasure(cfg)
     path = store_path(cfg)
-    _ensure_store(spark, path)
+    _ensure_delta(spark, path, STORE_SCHEMA, "subject key store")
     store = spark.read.format("delta").load(path)
     new = (
         hashed.select(F.col(HASH_COLUMN).alias("subject_hash"))
@@ -152,18 +212,29 @@ def ensure_subject_keys(
     )
     try:
         count = new.count()
-        if count:
-            new.write.format("delta").mode("append").save(path)
+        if not count:
+            return 0
+
+        def merge() -> int:
+            target = DeltaTable.forPath(spark, path)
+            target.alias("s").merge(
+                new.alias("n"), "s.subject_hash = n.subject_hash"
+            ).whenNotMatchedInsertAll().execute()
+            last = target.history(1).collect()[0]
+            return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+        return retry_concurrent(merge, f"creating subject keys in {path}")
     finally:
         new.unpersist()
-    return count
 
 
 def attach_subject_keys(spark: SparkSession, cfg: PipelineConfig, hashed: DataFrame) -> DataFrame:
     """Join each row to its subject's wrapped key (`_subject_wrapped`; null once erased)."""
+    path = store_path(cfg)
+    _ensure_delta(spark, path, STORE_SCHEMA, "subject key store")
     store = (
         spark.read.format("delta")
-        .load(store_path(cfg))
+        .load(path)
         .select(
             F.col("subject_hash").alias(HASH_COLUMN), F.col("wrapped_key").alias(WRAPPED_COLUMN)
         )
@@ -171,45 +242,44 @@ def attach_subject_keys(spark: SparkSession, cfg: PipelineConfig, hashed: DataFr
     return hashed.join(store, HASH_COLUMN, "left")
 
 
-def build_subject_udf(kind: str, table: str, column: str, kek: KeyHandle):  # type: ignore[no-untyped-def]
-    """A vectorised UDF (value, subject hash, wrapped subject key) → protected or revealed value.
+def rewrap_store(spark: SparkSession, cfg: PipelineConfig, kek: KeyHandle) -> int:
+    """Re-wrap every subject key under the current version of the subject KEK.
 
-    kind: `encrypt` | `decrypt` | `tokenize` | `detokenize`. Reveal kinds return null for erased
-    subjects (no key) and raise `DecryptionError` naming the column for a tampered value.
+    One overwrite of the store; the old files (wrapped under the old version) are then vacuumed,
+    so the old KEK version can be destroyed once backups made before the rotation expire. The
+    caller holds the exclusive lakehouse lock.
+
+    Returns the number of subject keys re-wrapped.
     """
-    version = kek.current
-    out_type = BinaryType() if kind == "encrypt" else StringType()
-    arrow_type = pa.binary() if kind == "encrypt" else pa.string()
-    where = f"{table}.{column}"
-
-    @arrow_udf(out_type)  # type: ignore[call-overload]
-    def securepipe_subject(values: pa.Array, hashes: pa.Array, wrapped: pa.Array) -> pa.Array:
-        key = data_keys(kek)[version]
-        v, h, w = values.to_pylist(), hashes.to_pylist(), wrapped.to_pylist()
-        try:
-            if kind == "encrypt":
-                out: list[Any] = subject_encrypt_many(key, table, column, v, h, w)
-            elif kind == "decrypt":
-                out = subject_decrypt_many(key, table, column, v, h, w)
-            elif kind == "tokenize":
-                out = subject_tokenize_many(key, v, h, w)
-            else:
-                out = subject_detokenize_many(key, v, h, w)
-        except DecryptionError:
-            raise DecryptionError(
-                f"a value of {where} could not be protected or revealed"
-            ) from None
-        return pa.array(out, type=arrow_type)
-
-    udf = securepipe_subject.asNondeterministic() if kind == "encrypt" else securepipe_subject
-    return udf
-
-
-def subject_expr(kind: str, table: str, column: str, kek: KeyHandle, col: Column) -> Column:
-    """Apply a subject UDF to `col` with the row's `_subject_hash` and `_subject_wrapped`."""
-    return build_subject_udf(kind, table, column, kek)(
-        col, F.col(HASH_COLUMN), F.col(WRAPPED_COLUMN)
+    path = store_path(cfg)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    store = spark.read.format("delta").load(path)
+    rewrapped = store.select(
+        "subject_hash",
+        _rewrap_udf(kek)(F.col("subject_hash"), F.col("wrapped_key")).alias("wrapped_key"),
+        "created_at",
     )
+    retry_concurrent(
+        lambda: rewrapped.write.format("delta").mode("overwrite").save(path),
+        f"re-wrapping subject keys in {path}",
+    )
+    with retention_check_disabled(spark):
+        DeltaTable.forPath(spark, path).vacuum(0)
+    return int(spark.read.format("delta").load(path).count())
+
+
+def subject_keys_wrapped_under(spark: SparkSession, cfg: PipelineConfig, version: int) -> int:
+    """How many subject keys in the store are wrapped by version `version` of the subject KEK
+    (destroying that version would erase those subjects)."""
+    path = store_path(cfg)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    w = F.col("wrapped_key")
+    kek_version = F.when(F.length(w) == 60, F.lit(1)).otherwise(
+        F.conv(F.hex(F.substring(w, 2, 4)), 16, 10).cast("int")
+    )
+    return int(spark.read.format("delta").load(path).where(kek_version == version).count())
 
 
 def reveal_subject_columns(
@@ -220,7 +290,7 @@ def reveal_subject_columns(
     keys: Mapping[str, KeyHandle],
     columns: Iterable[str] | None = None,
 ) -> DataFrame:
-    """Decrypt/detokenize per-subject columns of a protected frame (null for erased subjects).
+    """Reveal per-subject columns of a protected frame (null for erased subjects).
 
     Args:
         columns: which per-subject columns to reveal (all of them by default).
@@ -232,17 +302,17 @@ def reveal_subject_columns(
     hashed = attach_subject_keys(spark, cfg, with_subject_hash(df, subject, keys[index_name]))
     exprs = []
     for name in df.columns:
-        op = table_cfg.columns[name].protect.op if name in table_cfg.columns else ""
-        if wanted is not None and name not in wanted:
-            op = ""
-        if op == "encrypt_subject":
-            exprs.append(
-                subject_expr("decrypt", table, name, keys[kek_name], F.col(name)).alias(name)
-            )
-        elif op == "tokenize_subject":
-            exprs.append(
-                subject_expr("detokenize", table, name, keys[kek_name], F.col(name)).alias(name)
-            )
+        col_cfg = table_cfg.columns.get(name)
+        operator = get_operator(col_cfg.protect.op) if col_cfg is not None else None
+        if (
+            col_cfg is not None
+            and operator is not None
+            and operator.per_subject
+            and (wanted is None or name in wanted)
+        ):
+            reveal = operator.reveal  # type: ignore[attr-defined]
+            expr = reveal(F.col(name), table, name, col_cfg.protect.params, keys[kek_name])
+            exprs.append(expr.alias(name))
         else:
             exprs.append(F.col(name))
     return hashed.select(*exprs)
@@ -255,14 +325,37 @@ class ErasureResult:
     requested: int
     keys_destroyed: int
     unknown: int
+    tombstones_added: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)
     subject_hashes: list[str] = field(default_factory=list)
 
 
-def _hashes(cfg: PipelineConfig, keys: Mapping[str, KeyHandle], ids: list[str]) -> list[str]:
+def subject_hashes(
+    cfg: PipelineConfig, keys: Mapping[str, KeyHandle], ids: Iterable[str]
+) -> list[str]:
+    """The keyed hashes of subject ids (driver side)."""
     _, index_name = _erasure(cfg)
     index = data_keys(keys[index_name])[keys[index_name].current]
     return [subject_hash(index, i) for i in ids]
+
+
+def _add_tombstones(
+    spark: SparkSession, cfg: PipelineConfig, hashes: list[str], run_id: str
+) -> int:
+    path = tombstone_path(cfg)
+    _ensure_delta(spark, path, TOMBSTONE_SCHEMA, "tombstone table")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = spark.createDataFrame([(h, now, run_id) for h in hashes], TOMBSTONE_SCHEMA)
+
+    def merge() -> int:
+        target = DeltaTable.forPath(spark, path)
+        target.alias("t").merge(
+            rows.alias("n"), "t.subject_hash = n.subject_hash"
+        ).whenNotMatchedInsertAll().execute()
+        last = target.history(1).collect()[0]
+        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+    return retry_concurrent(merge, f"writing tombstones {path}")
 
 
 def erase_subjects(
@@ -274,14 +367,16 @@ def erase_subjects(
     policy: Any = None,
 ) -> ErasureResult:
     """Erase data subjects everywhere (see the module doc). Unknown subjects are counted, not
-    fatal; erasing twice is a no-op."""
+    fatal; erasing twice is a no-op. The caller holds the exclusive lakehouse lock (the VACUUM
+    below Delta's safety threshold is safe only then)."""
     from securepipe.access.publish import publish_role_tables
-    from securepipe.pipeline import quarantine_path, table_path
 
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
-    hashes = _hashes(cfg, keys, ids)
+    hashes = subject_hashes(cfg, keys, ids)
+    # Tombstones first: if anything below fails, the subjects still never come back.
+    added = _add_tombstones(spark, cfg, hashes, run_id) if hashes else 0
     path = store_path(cfg)
-    _ensure_store(spark, path)
+    _ensure_delta(spark, path, STORE_SCHEMA, "subject key store")
     store = DeltaTable.forPath(spark, path)
     hash_df = spark.createDataFrame([(h,) for h in hashes], "subject_hash string")
     known = spark.read.format("delta").load(path).join(hash_df, "subject_hash", "left_semi").count()
@@ -291,13 +386,14 @@ def erase_subjects(
         ).whenMatchedDelete().execute()
         # Remove the old files that still hold the destroyed wrapped keys (this table only:
         # it has no time travel worth keeping, and its readers are the pipeline itself).
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        try:
+        with retention_check_disabled(spark):
             store.vacuum(0)
-        finally:
-            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
     result = ErasureResult(
-        requested=len(ids), keys_destroyed=known, unknown=len(ids) - known, subject_hashes=hashes
+        requested=len(ids),
+        keys_destroyed=known,
+        unknown=len(ids) - known,
+        tombstones_added=added,
+        subject_hashes=hashes,
     )
     id_df = spark.createDataFrame([(i,) for i in ids], "subject_id string")
     for table in subject_tables(cfg):
@@ -324,13 +420,65 @@ def erase_subjects(
         if policy is not None and DeltaTable.isDeltaTable(spark, table_path(cfg, table)):
             publish_role_tables(spark, cfg, policy, table, table_path(cfg, table), run_id, keys)
     _log.info(
-        "erasure: %d requested, %d keys destroyed, %d unknown, rows deleted %s",
+        "erasure: %d requested, %d keys destroyed, %d unknown, %d tombstones, rows deleted %s",
         result.requested,
         result.keys_destroyed,
         result.unknown,
+        result.tombstones_added,
         result.rows_deleted,
     )
     return result
+
+
+# --- verify-erasure --------------------------------------------------------------------------
+
+_READABLE = {"column_key", "token", "masked", "clear", "quarantine_key", "unattributable"}
+_STATUS = {
+    "subject_key": "shredded",
+    "column_key": "readable with a live column key until VACUUM",
+    "token": "linkable token until VACUUM",
+    "masked": "masked value in clear until VACUUM",
+    "clear": "in clear until VACUUM",
+    "quarantine_key": "raw record readable with the quarantine key until VACUUM",
+    "unattributable": "cannot be attributed (no subject column): unknown",
+}
+
+
+def _column_classes(
+    cfg: PipelineConfig, table: str, columns: list[str], metadata: Mapping[str, Mapping[str, Any]]
+) -> dict[str, str]:
+    """For each stored column of a (protected, quarantine or role) table version: the erasure
+    class of what it holds for a subject (see `Operator.erasure_class`); non-personal columns
+    are left out."""
+    table_cfg = cfg.table(table)
+    out: dict[str, str] = {}
+    for name in columns:
+        if name == RAW_RECORD_COLUMN:
+            out[name] = "quarantine_key"
+            continue
+        if name == RAW_SUBJECT_RECORD_COLUMN:
+            out[name] = "subject_key"
+            continue
+        col_cfg = table_cfg.columns.get(name)
+        if col_cfg is None or not col_cfg.classification.personal:
+            continue
+        operator = get_operator(col_cfg.protect.op)
+        klass = operator.erasure_class(col_cfg.protect.params)
+        if str(metadata.get(name, {}).get("securepipe.access", "")).startswith("mask"):
+            # A role's mask is computed from the value and stored in clear.
+            klass = "masked"
+        if klass != "nothing":
+            out[name] = klass
+    return out
+
+
+def _targets(cfg: PipelineConfig, table: str, policy: Any) -> list[tuple[str, str]]:
+    targets = [("tables", table_path(cfg, table)), ("quarantine", quarantine_path(cfg, table))]
+    if policy is not None:
+        for role in sorted(policy.roles):
+            if table in policy.roles[role].tables:
+                targets.append((f"access/{role}", access_path(cfg, role, table)))
+    return targets
 
 
 def verify_erasure(
@@ -338,58 +486,140 @@ def verify_erasure(
     cfg: PipelineConfig,
     subject_ids: Iterable[str],
     keys: Mapping[str, KeyHandle],
+    policy: Any = None,
 ) -> dict[str, Any]:
-    """Read every version of every subject table and count values of the subjects that can still
-    be decrypted or detokenized (must be 0), next to the values found.
+    """Read every version of every table that can hold the subjects and say what is left.
+
+    For each table (protected, quarantine, each role's) and column that holds values of the
+    subjects in some version: the versions, how many values, and their status — `shredded`
+    (under a destroyed subject key: unreadable forever), readable until VACUUM (column key,
+    quarantine key, linkable token or masked value, with the date after which `securepipe
+    maintain` can remove the files), or, when the subject still has a live key, `readable`.
+    Never raises on a broken table: what could not be read is reported, and the verdict is
+    `erased` only when nothing is readable and everything could be read.
 
     Returns:
-        `{"versions_checked": n, "values_found": n, "values_readable": n, "tables": {...}}`.
+        A JSON-ready report with `erased`, `values_readable`, `tables`, `subjects` and `errors`.
     """
-    from securepipe.pipeline import quarantine_path, table_path
-
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
-    id_df = spark.createDataFrame([(i,) for i in ids], "subject_id string")
     report: dict[str, Any] = {
+        "subjects": len(ids),
         "versions_checked": 0,
         "values_found": 0,
         "values_readable": 0,
         "tables": {},
-        "checked_at": datetime.now(UTC).isoformat(),
+        "errors": [],
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    hashes = subject_hashes(cfg, keys, ids) if cfg.erasure is not None else []
+    live: set[str] = set()
+    try:
+        if hashes and DeltaTable.isDeltaTable(spark, store_path(cfg)):
+            hash_df = spark.createDataFrame([(h,) for h in hashes], "subject_hash string")
+            found = (
+                spark.read.format("delta")
+                .load(store_path(cfg))
+                .join(hash_df, "subject_hash", "left_semi")
+                .select("subject_hash")
+                .collect()
+            )
+            live = {r[0] for r in found}
+        tombstoned = (
+            _tombstones(spark, cfg)
+            .where(F.col("subject_hash").isin(hashes))
+            .select("subject_hash")
+            .distinct()
+            .count()
+            if hashes
+            else 0
+        )
+    except Exception as exc:  # a broken store is reported, not raised
+        report["errors"].append({"path": store_path(cfg), "error": type(exc).__name__})
+        tombstoned = 0
+    live_ids = [i for i, h in zip(ids, hashes, strict=True) if h in live]
+    report["subject_keys_live"] = len(live_ids)
+    report["tombstoned"] = tombstoned
+    retention = timedelta(hours=cfg.retention.vacuum_hours)
+    id_df = F.broadcast(spark.createDataFrame([(i,) for i in ids], "subject_id string"))
     for table in subject_tables(cfg):
-        table_cfg = cfg.table(table)
-        subject = str(table_cfg.subject)
-        protected = [
-            c
-            for c, col in table_cfg.columns.items()
-            if col.protect.op in ("encrypt_subject", "tokenize_subject")
-        ]
-        for tpath in (table_path(cfg, table), quarantine_path(cfg, table)):
-            if not DeltaTable.isDeltaTable(spark, tpath) or not protected:
-                continue
-            versions = [
-                r[0] for r in DeltaTable.forPath(spark, tpath).history().select("version").collect()
-            ]
-            for version in sorted(versions):
-                df = spark.read.format("delta").option("versionAsOf", version).load(tpath)
-                cols = [c for c in protected if c in df.columns]
-                if not cols or subject not in df.columns:
+        subject = str(cfg.table(table).subject)
+        for kind, tpath in _targets(cfg, table, policy):
+            try:
+                if not DeltaTable.isDeltaTable(spark, tpath):
                     continue
-                rows = df.join(id_df, df[subject] == id_df.subject_id, "left_semi").select(
-                    subject, *cols
-                )
-                revealed = reveal_subject_columns(spark, cfg, table, rows, keys)
-                agg = revealed.agg(
-                    *[F.count(F.col(c)).alias(f"readable_{c}") for c in cols]
-                ).first()
-                found = rows.agg(*[F.count(F.col(c)).alias(c) for c in cols]).first()
-                n_found = sum(int(found[c]) for c in cols) if found else 0
-                n_read = sum(int(agg[f"readable_{c}"]) for c in cols) if agg else 0
-                report["versions_checked"] += 1
-                report["values_found"] += n_found
-                report["values_readable"] += n_read
-                report["tables"].setdefault(tpath, []).append(
-                    {"version": version, "values_found": n_found, "values_readable": n_read}
-                )
-    report["erased"] = report["values_readable"] == 0
+                history = (
+                    DeltaTable.forPath(spark, tpath).history().select("version", "timestamp")
+                ).collect()
+            except Exception as exc:
+                report["errors"].append({"path": tpath, "error": type(exc).__name__})
+                continue
+            stamps = {int(r["version"]): r["timestamp"] for r in history}
+            latest = max(stamps) if stamps else -1
+            columns: dict[str, dict[str, Any]] = {}
+            for version in sorted(stamps):
+                try:
+                    df = spark.read.format("delta").option("versionAsOf", version).load(tpath)
+                    meta = {f.name: dict(f.metadata or {}) for f in df.schema.fields}
+                    classes = _column_classes(cfg, table, df.columns, meta)
+                    if not classes:
+                        continue
+                    report["versions_checked"] += 1
+                    if subject not in df.columns:
+                        counts = {c: -1 for c in classes}
+                        readable_counts = dict(counts)
+                        classes = {c: "unattributable" for c in classes}
+                    else:
+                        rows = df.join(id_df, df[subject] == id_df.subject_id, "left_semi")
+                        live_rows = F.col(subject).isin(live_ids) if live_ids else F.lit(False)
+                        agg = rows.agg(
+                            *[F.count(F.col(c)).alias(f"n_{i}") for i, c in enumerate(classes)],
+                            *[
+                                F.count(F.when(live_rows, F.col(c))).alias(f"l_{i}")
+                                for i, c in enumerate(classes)
+                            ],
+                        ).first()
+                        assert agg is not None  # an aggregation always has one row
+                        counts = {c: int(agg[f"n_{i}"]) for i, c in enumerate(classes)}
+                        readable_counts = {c: int(agg[f"l_{i}"]) for i, c in enumerate(classes)}
+                except Exception as exc:
+                    report["errors"].append(
+                        {"path": tpath, "version": version, "error": type(exc).__name__}
+                    )
+                    continue
+                for column, klass in classes.items():
+                    n = counts[column]
+                    if n == 0:
+                        continue
+                    entry = columns.setdefault(
+                        column,
+                        {"class": klass, "versions": [], "values": 0, "readable": 0},
+                    )
+                    entry["versions"].append(version)
+                    entry["values"] += max(n, 0)
+                    if klass in _READABLE:
+                        entry["readable"] += max(n, 0) if n >= 0 else 1
+                    else:  # subject_key: readable only while the subject's key lives
+                        entry["readable"] += readable_counts[column]
+            for entry in columns.values():
+                last = max(entry["versions"])
+                if entry["readable"] == 0:
+                    entry["status"] = _STATUS["subject_key"]
+                elif entry["class"] == "subject_key":
+                    entry["status"] = "readable: the subject's key still exists (not erased)"
+                elif last == latest:
+                    entry["status"] = "readable in the current version (not erased)"
+                else:
+                    gone = stamps[last + 1] if last + 1 in stamps else stamps[latest]
+                    entry["status"] = _STATUS[entry["class"]]
+                    entry["removable_after"] = (gone + retention).isoformat(timespec="seconds")
+                report["values_found"] += entry["values"]
+                report["values_readable"] += entry["readable"]
+            if columns:
+                report["tables"][f"{kind}/{table}"] = {"path": tpath, "columns": columns}
+    report["erased"] = (
+        report["values_readable"] == 0
+        and not report["errors"]
+        and not live_ids
+        and tombstoned == len(set(hashes))
+    )
     return report

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from securepipe.config import PipelineConfig
-from securepipe.ops import DELTA_SAFETY_HOURS
+from securepipe.layout import access_path, quarantine_path, storage_root, table_path
+from securepipe.ops import DELTA_SAFETY_HOURS, retention_check_disabled
 
 __all__ = ["delta_tables", "maintain"]
 
 
 def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
     """Every Delta table under the lakehouse: tables, quarantine, access/<role>, _audit."""
-    from securepipe.access.views import access_path
     from securepipe.audit import audit_path
-    from securepipe.pipeline import quarantine_path, storage_root, table_path
 
     root = storage_root(cfg.lakehouse)
     candidates = [table_path(cfg, t) for t in cfg.tables]
@@ -34,11 +34,13 @@ def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
 def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[str]:
     """Set retention properties and VACUUM each table, yielding one line per table.
 
-    The caller has checked `hours` against Delta's safety threshold (`ops.check_retention`).
+    The caller has checked `hours` against Delta's safety threshold (`ops.check_retention`) and
+    holds the exclusive lakehouse lock; below the threshold, Delta's check is switched off for
+    this work only and the session's previous setting is restored.
     """
-    if hours < DELTA_SAFETY_HOURS:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    try:
+    with ExitStack() as stack:
+        if hours < DELTA_SAFETY_HOURS:
+            stack.enter_context(retention_check_disabled(spark))
         for path in delta_tables(spark, cfg):
             days = cfg.retention.log_retention_days
             spark.sql(
@@ -48,5 +50,3 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[s
             )
             DeltaTable.forPath(spark, path).vacuum(hours)
             yield f"vacuumed {path} (retain {hours} h, log {days} days)"
-    finally:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")

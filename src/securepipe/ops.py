@@ -1,21 +1,29 @@
-"""Operating the nightly job for years: run locks, retries on concurrent commits, retention."""
+"""Operating the nightly job for years: the lakehouse lock, retries on concurrent commits,
+retention."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from securepipe.config import PipelineConfig
 from securepipe.errors import ConfigError, PublishError, SecurePipeError
+from securepipe.layout import lakehouse_lock_file
+from securepipe.locks import RunLocked, default_wait, file_lock, run_lock
 
-__all__ = ["DELTA_SAFETY_HOURS", "RunLocked", "check_retention", "retry_concurrent", "run_lock"]
+__all__ = [
+    "DELTA_SAFETY_HOURS",
+    "RunLocked",
+    "check_retention",
+    "lakehouse_lock",
+    "retention_check_disabled",
+    "retry_concurrent",
+    "run_lock",
+]
 
 DELTA_SAFETY_HOURS = 168  # Delta refuses VACUUM below 7 days unless its check is disabled
 _CONFLICTS = (
@@ -32,65 +40,6 @@ _CONFLICTS = (
 )
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class RunLocked(SecurePipeError):
-    """Another run for the same date holds the lock."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def run_lock(lock_dir: str | Path, name: str) -> Iterator[Path]:
-    """Hold `<lock_dir>/<name>.lock` for the duration of a run.
-
-    The lock is a file created with O_EXCL on the local file system (the scheduler host). A lock
-    left by a process that no longer runs on this host is taken over with a warning.
-
-    Raises:
-        RunLocked: a live process holds the lock; the message names its pid, host and start.
-    """
-    folder = Path(lock_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.lock"
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text())
-            except (OSError, ValueError):
-                holder = {}
-            same_host = holder.get("host") == me["host"]
-            if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-                _log.warning("taking over stale lock %s (pid %s is gone)", path, holder["pid"])
-                path.unlink(missing_ok=True)
-                continue
-            raise RunLocked(
-                f"another run holds {path} (pid {holder.get('pid')} on {holder.get('host')} "
-                f"since {holder.get('since')}); wait for it, or remove the file if it is stale"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
-        try:
-            yield path
-        finally:
-            path.unlink(missing_ok=True)
-        return
-    raise RunLocked(f"could not take lock {path}")
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -142,3 +91,41 @@ def check_retention(hours: int, allow_below_safety: bool) -> None:
             f"{DELTA_SAFETY_HOURS} h: readers of older versions and running writers could lose "
             "files; pass --allow-below-safety (and set retention.allow_below_safety) to insist"
         )
+
+
+@contextmanager
+def lakehouse_lock(
+    cfg: PipelineConfig, *, exclusive: bool, what: str, wait: float | None = None
+) -> Iterator[Path]:
+    """Hold the lakehouse lock: shared for nightly runs, exclusive for everything that must not
+    interleave with one (erase, maintain, reencrypt, keys).
+
+    Waits up to `wait` seconds (default `SECUREPIPE_LOCK_WAIT`, 1800) for the other holders.
+
+    Raises:
+        LockTimeout: still held by another process after the wait; the message names it.
+    """
+    path = lakehouse_lock_file(cfg)
+    with file_lock(
+        path, exclusive=exclusive, wait=default_wait() if wait is None else wait, what=what
+    ):
+        yield path
+
+
+_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+
+
+@contextmanager
+def retention_check_disabled(spark: Any) -> Iterator[None]:
+    """Let VACUUM go below Delta's safety threshold inside the block, then restore the session's
+    previous setting (not a hard-coded `true`). Call it only under the exclusive lakehouse lock:
+    that is what makes a short retention safe for concurrent writers."""
+    previous = spark.conf.get(_RETENTION_CHECK, None)
+    spark.conf.set(_RETENTION_CHECK, "false")
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_RETENTION_CHECK)
+        else:
+            spark.conf.set(_RETENTION_CHECK, previous)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from securepipe import __version__
@@ -26,20 +26,35 @@ from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.delta_io import current_version, ensure_table, replace_partition, restore
 from securepipe.erasure import (
+    ERASED_REASON,
     KEK_SENTINEL,
     attach_subject_keys,
+    drop_erased_subjects,
     ensure_subject_keys,
     with_subject_hash,
 )
-from securepipe.errors import ConfigError, GateFailed, SecurePipeError
-from securepipe.ops import run_lock
+from securepipe.errors import ConfigError, GateFailed, KeyAccessError, SecurePipeError
+from securepipe.layout import (
+    lock_dir,
+    quarantine_path,
+    reports_root,
+    storage_root,
+    table_path,
+)
+from securepipe.ops import lakehouse_lock, run_lock
 from securepipe.protect import protect_columns
 from securepipe.protect.registry import get_operator
+from securepipe.protect.subject_udfs import HASH_COLUMN, WRAPPED_COLUMN, subject_expr
 from securepipe.protect.udfs import apply_udf, build_encrypt_udf
 from securepipe.quality.gate import apply_quarantine_rules, evaluate
 from securepipe.quality.report import write_report
 from securepipe.sources import SOURCE_FILE_COLUMN, read_landing
-from securepipe.validate import RAW_RECORD_COLUMN, REASONS_COLUMN, parse_rows
+from securepipe.validate import (
+    RAW_RECORD_COLUMN,
+    RAW_SUBJECT_RECORD_COLUMN,
+    REASONS_COLUMN,
+    parse_rows,
+)
 
 __all__ = [
     "PARTITION_COLUMN",
@@ -77,6 +92,8 @@ class TableResult:
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     access: dict[str, int] = field(default_factory=dict)
+    rows_erased: int = 0
+    encryptions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,26 +116,61 @@ class RunResult:
         return {**asdict(self), "status": self.status}
 
 
-def storage_root(location: str) -> str:
-    """A lakehouse or landing root as Spark should see it: URIs as given, local paths absolute."""
-    if "://" in location:
-        return location.rstrip("/")
-    return str(Path(location).resolve())
+def _random_nonce_columns(table_cfg: TableConfig, columns: list[str]) -> dict[str, str]:
+    """Columns sealed with AES-GCM under a column key (random nonces), with their key name."""
+    out = {}
+    for name in columns:
+        col = table_cfg.columns.get(name)
+        if col is None:
+            continue
+        operator = get_operator(col.protect.op)
+        key = operator.key_name(col.protect.params)
+        if operator.random_nonce and key:
+            out[name] = key
+    if RAW_RECORD_COLUMN in columns:
+        out[RAW_RECORD_COLUMN] = table_cfg.quarantine_key
+    return out
 
 
-def reports_root(cfg: PipelineConfig) -> str:
-    """Where run reports are written."""
-    return f"{storage_root(cfg.lakehouse)}/reports"
+def check_keyring_not_rolled_back(
+    spark: SparkSession, path: str, table: str, keys: dict[str, KeyHandle]
+) -> None:
+    """Refuse a keyring older than the one the table was last written with.
 
+    The last commit records each key's version and the keyring's generation; a keyring whose
+    generation or current versions are lower was restored from an older copy (a destroyed version
+    put back, `current` rolled back).
 
-def table_path(cfg: PipelineConfig, table: str) -> str:
-    """Where the protected table `table` is published."""
-    return f"{storage_root(cfg.lakehouse)}/tables/{table}"
+    Raises:
+        KeyAccessError: naming the key (or the generation) and the table.
+    """
+    from delta.tables import DeltaTable
 
-
-def quarantine_path(cfg: PipelineConfig, table: str) -> str:
-    """Where the rejected rows of `table` are kept (protected, with reason codes)."""
-    return f"{storage_root(cfg.lakehouse)}/quarantine/{table}"
+    if not DeltaTable.isDeltaTable(spark, path):
+        return
+    for row in DeltaTable.forPath(spark, path).history(20).select("userMetadata").collect():
+        try:
+            record = json.loads(row["userMetadata"] or "{}")
+        except ValueError:
+            continue
+        if record.get("kind") != "publish":
+            continue
+        generation = max((h.generation for h in keys.values()), default=0)
+        if int(record.get("keyring_generation", 0)) > generation:
+            raise KeyAccessError(
+                f"table {table!r} was last written with keyring generation "
+                f"{record['keyring_generation']}, the key store holds generation {generation}: "
+                "the keyring was rolled back; restore the current one"
+            )
+        for name, version in (record.get("key_versions") or {}).items():
+            handle = keys.get(name)
+            if handle is not None and int(version) > handle.current:
+                raise KeyAccessError(
+                    f"key {name!r}: table {table!r} was last written with version {version}, "
+                    f"the keyring's current version is {handle.current}: the keyring was rolled "
+                    "back; restore the current one"
+                )
+        return
 
 
 def _keys_of(table_cfg: TableConfig) -> set[str]:
@@ -134,7 +186,8 @@ def _stats_columns(table_cfg: TableConfig) -> list[str]:
     return [
         name
         for name, col in table_cfg.columns.items()
-        if col.protect.op == "keep" and not col.classification.personal
+        if get_operator(col.protect.op).erasure_class(col.protect.params) == "clear"
+        and not col.classification.personal
     ]
 
 
@@ -143,18 +196,38 @@ def protect_batch(
 ) -> DataFrame:
     """Validate and protect a landing batch (pure: DataFrame → DataFrame).
 
+    A frame of a subject table carries `_subject_hash` and `_subject_wrapped` (joined by the
+    pipeline): per-subject columns and the raw record of a rejected row with a known subject are
+    then encrypted under the subject's key.
+
     Returns:
-        Protected declared columns, `_reasons`, the encrypted `_raw_record` of rejected rows,
-        `_source_file` and `run_date`. No column holds plaintext of a protected column.
+        Protected declared columns, `_reasons`, the encrypted `_raw_record` (quarantine key) or
+        `_raw_subject_record` (subject key) of rejected rows, `_source_file` and `run_date`. No
+        column holds plaintext of a protected column.
     """
     parsed = parse_rows(df, table_cfg)
-    # A rejected row keeps its values in the encrypted raw record; format-preserving columns are
-    # not tokenized for it (its value may be outside the FF1 domain).
+    # A rejected row keeps its values in the encrypted raw record; columns whose operator has an
+    # input domain (FF1) or needs the subject's key are not protected for it.
     rejected = F.size(REASONS_COLUMN) > 0
     for name, col in table_cfg.columns.items():
-        if col.protect.op in ("fpe", "encrypt_subject", "tokenize_subject"):
+        operator = get_operator(col.protect.op)
+        if operator.per_subject or operator.accepts(F.col(name), col.protect.params) is not None:
             parsed = parsed.withColumn(name, F.when(~rejected, F.col(name)))
     raw_udf = build_encrypt_udf(table, RAW_RECORD_COLUMN, keys[table_cfg.quarantine_key])
+    raw = F.col(RAW_RECORD_COLUMN)
+    quarantine_meta = {"securepipe.op": "encrypt", "securepipe.key": table_cfg.quarantine_key}
+    if HASH_COLUMN in parsed.columns and WRAPPED_COLUMN in parsed.columns:
+        has_key = F.col(WRAPPED_COLUMN).isNotNull()
+        raw_records: tuple[Column, ...] = (
+            apply_udf(raw_udf, F.when(~has_key, raw)).alias(
+                RAW_RECORD_COLUMN, metadata=quarantine_meta
+            ),
+            subject_expr(
+                "encrypt", table, RAW_RECORD_COLUMN, keys[KEK_SENTINEL], F.when(has_key, raw)
+            ).alias(RAW_SUBJECT_RECORD_COLUMN, metadata={"securepipe.op": "encrypt_subject"}),
+        )
+    else:
+        raw_records = (apply_udf(raw_udf, raw).alias(RAW_RECORD_COLUMN, metadata=quarantine_meta),)
     # The raw record is encrypted in the same projection as the columns: plaintext never
     # reaches a later stage.
     return protect_columns(
@@ -164,10 +237,7 @@ def protect_batch(
         keys,
         passthrough=(
             F.col(REASONS_COLUMN),
-            apply_udf(raw_udf, F.col(RAW_RECORD_COLUMN)).alias(
-                RAW_RECORD_COLUMN,
-                metadata={"securepipe.op": "encrypt", "securepipe.key": table_cfg.quarantine_key},
-            ),
+            *raw_records,
             F.col(SOURCE_FILE_COLUMN),
             F.lit(run_date).cast("date").alias(PARTITION_COLUMN),
         ),
@@ -295,9 +365,15 @@ def run_table(
             quarantine_version=current_version(spark, qpath),
             input_files=input_files,
         )
+    check_keyring_not_rolled_back(spark, tpath, table, keys)
+    erased = 0
     if table_cfg.subject is not None and cfg.erasure is not None:
-        # Per-subject keys: create the missing ones, then join each row to its wrapped key.
+        # Erased subjects' rows go first (tombstones), then per-subject keys: create the
+        # missing ones, then join each row to its wrapped key.
         hashed = with_subject_hash(raw, table_cfg.subject, keys[cfg.erasure.index_key])
+        hashed, erased = drop_erased_subjects(spark, cfg, hashed)
+        if erased:
+            _log.info("table %s: %d rows of erased subjects dropped", table, erased)
         created = ensure_subject_keys(spark, cfg, hashed, keys)
         _log.info("table %s: %d new subject keys", table, created)
         raw = attach_subject_keys(spark, cfg, hashed)
@@ -308,13 +384,28 @@ def run_table(
     if table_cfg.subject is not None and cfg.erasure is not None:
         for name in (cfg.erasure.kek, cfg.erasure.index_key):
             key_versions[name] = keys[name].current
+    generation = max((h.generation for h in keys.values()), default=0)
     stages: dict[str, float] = {}
     mark = time.monotonic()
     try:
         is_bad = F.size(REASONS_COLUMN) > 0
-        # The first action reads, validates and protects the batch into the cache.
-        counts = {bool(r[0]): int(r[1]) for r in batch.groupBy(is_bad).count().collect()}
-        rows_read = counts.get(False, 0) + counts.get(True, 0)
+        # The first action reads, validates and protects the batch into the cache; it also
+        # counts the random-nonce encryptions per key version (the AES-GCM budget).
+        sealed = _random_nonce_columns(table_cfg, batch.columns)
+        first = (
+            batch.groupBy(is_bad.alias("bad"))
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                *[F.count(F.col(c)).alias(f"e{i}") for i, c in enumerate(sealed)],
+            )
+            .collect()
+        )
+        counts = {bool(r["bad"]): int(r["n"]) for r in first}
+        encryptions: dict[str, int] = {}
+        for i, key_name in enumerate(sealed.values()):
+            label = f"{key_name}:v{keys[key_name].current}"
+            encryptions[label] = encryptions.get(label, 0) + sum(int(r[f"e{i}"]) for r in first)
+        rows_read = counts.get(False, 0) + counts.get(True, 0) + erased
         expected_quarantine = counts.get(True, 0)
         reasons = {
             r[0]: int(r[1])
@@ -324,7 +415,11 @@ def run_table(
             .count()
             .collect()
         }
-        published = batch.where(~is_bad).drop(REASONS_COLUMN, RAW_RECORD_COLUMN, SOURCE_FILE_COLUMN)
+        if erased:
+            reasons[ERASED_REASON] = erased
+        published = batch.where(~is_bad).drop(
+            REASONS_COLUMN, RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN, SOURCE_FILE_COLUMN
+        )
         stages["read_protect"] = round(time.monotonic() - mark, 2)
         _stage(
             table,
@@ -360,6 +455,8 @@ def run_table(
             gate=verdict.as_record(),
             input_files=input_files,
             stages=stages,
+            rows_erased=erased,
+            encryptions=encryptions,
         )
         if not verdict.passed:
             # Nothing is written: not the table, and not the quarantine either, since a failed
@@ -389,7 +486,10 @@ def run_table(
         }
         common = {
             "key_versions": key_versions,
+            "keyring_generation": generation,
+            "encryptions": encryptions,
             "rows_read": rows_read,
+            "rows_erased": erased,
             "input_files": input_files,
             "gates": gate_summary,
         }
@@ -421,13 +521,14 @@ def run_table(
         batch.unpersist()
     if (
         qcommit.rows_written != expected_quarantine
-        or tcommit.rows_written + qcommit.rows_written != rows_read
+        or tcommit.rows_written + qcommit.rows_written + erased != rows_read
     ):
         restore(spark, tpath, result.table_version) if result.table_version >= 0 else None
         restore(spark, qpath, result.quarantine_version) if result.quarantine_version >= 0 else None
         raise GateFailed(
             f"table {table!r}: row accounting failed: read {rows_read}, published "
-            f"{tcommit.rows_written}, quarantined {qcommit.rows_written}; commits rolled back"
+            f"{tcommit.rows_written}, quarantined {qcommit.rows_written}, erased {erased}; "
+            "commits rolled back"
         )
     stages["publish"] = round(time.monotonic() - mark, 2)
     _stage(
@@ -484,12 +585,6 @@ def parse_run_date(value: str | date) -> str:
         raise ConfigError(f"run date {value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
-def lock_dir(cfg: PipelineConfig) -> str:
-    """Run locks live beside a local lakehouse, or in `.cache/locks` for object stores."""
-    root = storage_root(cfg.lakehouse)
-    return f"{root}/_locks" if "://" not in root else str(Path(".cache/locks").resolve())
-
-
 def run_nightly(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -523,41 +618,79 @@ def run_nightly(
     for name in names:
         cfg.table(name)
     run_id = run_id or new_run_id(day)
-    keys = resolve_keys(cfg, names)
-    started = datetime.now(UTC)
-    results: list[TableResult] = []
-    status, message = "error", ""
-    try:
-        with run_lock(lock_dir(cfg), f"nightly-{day}"):
+    # Shared: nights of different dates may overlap; erase, maintain, reencrypt and keys hold
+    # it alone and wait for (or are waited for by) every running night.
+    with (
+        lakehouse_lock(cfg, exclusive=False, what=f"nightly {day}"),
+        run_lock(lock_dir(cfg), f"nightly-{day}"),
+    ):
+        keys = resolve_keys(cfg, names)
+        started = datetime.now(UTC)
+        results: list[TableResult] = []
+        status, message = "error", ""
+        try:
             result = _run_tables(
                 spark, cfg, day, names, run_id, keys, policy, skip_unchanged, results
             )
-        status = result.status
-        if status == "gate_failed":
-            failed = [t for t in results if t.status == "gate_failed"]
-            message = "; ".join(
-                f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, "
-                f"0 published)"
-                for t in failed
+            status = result.status
+            _count_encryptions(cfg, results)
+            if status == "gate_failed":
+                failed = [t for t in results if t.status == "gate_failed"]
+                message = "; ".join(
+                    f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows "
+                    "read, 0 published)"
+                    for t in failed
+                )
+                raise GateFailed(
+                    f"gate failed, nothing published for it: {message}; report "
+                    f"{result.report_path}",
+                    result=result,
+                )
+            return result
+        except GateFailed as exc:
+            status, message = "gate_failed", message or str(exc)
+            raise
+        except Exception as exc:
+            condition = getattr(exc, "getCondition", lambda: None)()
+            message = (
+                str(exc)
+                if isinstance(exc, SecurePipeError)
+                else (type(exc).__name__ + (f" [{condition}]" if condition else ""))
             )
-            raise GateFailed(
-                f"gate failed, nothing published for it: {message}; report {result.report_path}",
-                result=result,
+            raise
+        finally:
+            _audit(spark, cfg, run_id, "nightly", day, started, status, message, results, keys)
+
+
+# AES-GCM with random 96-bit nonces: NIST SP 800-38D keeps the chance of a repeated nonce below
+# 2^-32 up to 2^32 encryptions per key; we ask for a rotation well before, at 2^30.
+ENCRYPTION_BUDGET = 2**30
+
+
+def _count_encryptions(cfg: PipelineConfig, results: list[TableResult]) -> None:
+    """Add this run's random-nonce encryptions to each key version's total; warn past the
+    budget."""
+    counts: dict[str, int] = {}
+    for t in results:
+        if t.status != "published":
+            continue
+        for label, n in t.encryptions.items():
+            counts[label] = counts.get(label, 0) + n
+    if not any(counts.values()):
+        return
+    totals = Keyring(cfg.keystore).record_encryptions(counts)
+    for label, total in sorted(totals.items()):
+        if total >= ENCRYPTION_BUDGET:
+            name = label.split(":v")[0]
+            _log.warning(
+                "key %s has sealed %d values with random nonces (budget %d): rotate it now "
+                "(securepipe keys rotate %s), then securepipe reencrypt",
+                label,
+                total,
+                ENCRYPTION_BUDGET,
+                name,
+                extra={"event": "encryption_budget", "key": label, "total": total},
             )
-        return result
-    except GateFailed as exc:
-        status, message = "gate_failed", message or str(exc)
-        raise
-    except Exception as exc:
-        condition = getattr(exc, "getCondition", lambda: None)()
-        message = (
-            str(exc)
-            if isinstance(exc, SecurePipeError)
-            else (type(exc).__name__ + (f" [{condition}]" if condition else ""))
-        )
-        raise
-    finally:
-        _audit(spark, cfg, run_id, "nightly", day, started, status, message, results, keys)
 
 
 def _audit(
@@ -599,6 +732,8 @@ def _audit(
                 "rows_read": t.rows_read,
                 "rows_published": t.rows_published,
                 "rows_quarantined": t.rows_quarantined,
+                "rows_erased": t.rows_erased,
+                "encryptions": t.encryptions,
             }
             for t in results
         },

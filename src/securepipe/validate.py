@@ -11,12 +11,23 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from securepipe.config import TableConfig
+from securepipe.protect.registry import get_operator
 from securepipe.sources import CORRUPT_COLUMN
 
-__all__ = ["RAW_RECORD_COLUMN", "REASONS_COLUMN", "parse_rows", "reason_codes", "spark_type"]
+__all__ = [
+    "RAW_RECORD_COLUMN",
+    "RAW_SUBJECT_RECORD_COLUMN",
+    "REASONS_COLUMN",
+    "parse_rows",
+    "reason_codes",
+    "spark_type",
+]
 
 REASONS_COLUMN = "_reasons"
 RAW_RECORD_COLUMN = "_raw_record"
+# The raw record of a rejected row whose subject is known, encrypted under the subject's key
+# (erased with the subject); `_raw_record` holds the others, under the quarantine key.
+RAW_SUBJECT_RECORD_COLUMN = "_raw_subject_record"
 
 _SPARK_TYPE = {"integer": "int", "bigint": "long", "float": "double"}
 
@@ -32,17 +43,6 @@ def _typed(name: str, declared: str) -> Column:
     return F.col(name).try_cast(spark_type(declared))
 
 
-def _fpe_too_short(name: str, params: dict[str, object]) -> Column:
-    """True where a value has fewer alphabet characters than FF1's domain allows."""
-    from securepipe.crypto.tokens import fpe_min_length
-    from securepipe.protect.operators import fpe_alphabet
-
-    alphabet = fpe_alphabet(params)
-    klass = "".join("\\" + ch if ch in "\\]^-[&" else ch for ch in alphabet)
-    kept = F.regexp_replace(F.col(name), f"[^{klass}]", "")
-    return F.col(name).isNotNull() & (F.length(kept) < fpe_min_length(alphabet))
-
-
 def reason_codes(table_cfg: TableConfig) -> list[str]:
     """Every reason code `parse_rows` can emit for this table (for reports and docs)."""
     codes = ["MALFORMED_RECORD", f"MISSING_KEY:{table_cfg.key}"]
@@ -51,7 +51,9 @@ def reason_codes(table_cfg: TableConfig) -> list[str]:
             codes.append(f"INVALID_{spark_type(col.type).split('(')[0].upper()}:{name}")
         if not col.nullable and name != table_cfg.key:
             codes.append(f"MISSING_VALUE:{name}")
-        if col.protect.op == "fpe":
+        if name == table_cfg.subject and name != table_cfg.key:
+            codes.append(f"MISSING_SUBJECT:{name}")
+        if get_operator(col.protect.op).accepts(F.col(name), col.protect.params) is not None:
             codes.append(f"INVALID_FORMAT:{name}")
     return codes
 
@@ -82,10 +84,10 @@ def parse_rows(df: DataFrame, table_cfg: TableConfig) -> DataFrame:
             checks.append(F.when(F.col(name).isNull(), F.lit(f"MISSING_VALUE:{name}")))
         if name == table_cfg.subject and name != table_cfg.key:
             checks.append(F.when(F.col(name).isNull(), F.lit(f"MISSING_SUBJECT:{name}")))
-        if col.protect.op == "fpe":
-            # FF1 cannot encrypt fewer than ~6 digits: such a value is not of the declared format.
-            too_short = _fpe_too_short(name, col.protect.params)
-            checks.append(F.when(too_short, F.lit(f"INVALID_FORMAT:{name}")))
+        accepted = get_operator(col.protect.op).accepts(F.col(name), col.protect.params)
+        if accepted is not None:
+            bad = F.col(name).isNotNull() & ~F.coalesce(accepted, F.lit(False))
+            checks.append(F.when(bad, F.lit(f"INVALID_FORMAT:{name}")))
     reasons = F.array_compact(F.array(*checks))
     raw = F.coalesce(
         F.col(CORRUPT_COLUMN), F.to_json(F.struct(*[F.col(c) for c in table_cfg.columns]))

@@ -194,7 +194,7 @@ def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) ->
                     f"(this one is {col_cfg.classification.value}, op {op!r}); use decrypt, "
                     "token or a mask"
                 )
-            if op in ("encrypt_subject", "tokenize_subject"):
+            if operator.per_subject:
                 if treatment.kind not in ("decrypt", "token", "hidden"):
                     raise PolicyError(f"{cat}: per-subject columns allow decrypt, token or hidden")
                 if treatment.kind == "decrypt":

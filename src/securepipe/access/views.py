@@ -18,18 +18,12 @@ from securepipe.access.policy import AccessPolicy, ColumnTreatment, bind_predica
 from securepipe.config import ColumnConfig, PipelineConfig, ProtectSpec
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.errors import AccessDenied
+from securepipe.layout import access_path
 from securepipe.protect.base import ColumnContext
 from securepipe.protect.registry import get_operator
 from securepipe.protect.reverse import reveal_column
 
 __all__ = ["access_path", "matrix", "read_as", "role_columns", "role_filter", "role_view"]
-
-
-def access_path(cfg: PipelineConfig, role: str, table: str) -> str:
-    """Where role `role`'s copy of `table` lives."""
-    from securepipe.pipeline import storage_root
-
-    return f"{storage_root(cfg.lakehouse)}/access/{role}/{table}"
 
 
 def role_columns(policy: AccessPolicy, role: str, table: str) -> dict[str, ColumnTreatment]:
@@ -137,13 +131,16 @@ def read_as(
     elif timestamp is not None:
         reader = reader.option("timestampAsOf", timestamp)
     df = reader.load(access_path(cfg, role, table))
+    if version is not None or timestamp is not None:
+        df = _under_todays_policy(df, policy, role, table, visible)
     table_cfg = cfg.table(table)
-    subject_ops = ("encrypt_subject", "tokenize_subject")
     decrypt = [c for c, t in visible.items() if t.kind == "decrypt" and c in df.columns]
     if decrypt:
         ring = Keyring(cfg.keystore)
         granted = {k: ring.handle(k) for k in rp.keys}
-        plain = [c for c in decrypt if table_cfg.columns[c].protect.op not in subject_ops]
+        plain = [
+            c for c in decrypt if not get_operator(table_cfg.columns[c].protect.op).per_subject
+        ]
         exprs = {c: reveal_column(table, c, table_cfg, granted) for c in plain}
         df = df.select(*[exprs.get(c, F.col(c)) for c in df.columns])
         if len(plain) < len(decrypt) and cfg.erasure is not None:
@@ -153,6 +150,46 @@ def read_as(
             subject_cols = [c for c in decrypt if c not in plain]
             df = reveal_subject_columns(spark, cfg, table, df, granted, subject_cols)
     return df.select(*columns) if columns else df
+
+
+def _under_todays_policy(
+    df: DataFrame,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    visible: Mapping[str, ColumnTreatment],
+) -> DataFrame:
+    """An old version of a role table, seen through today's policy.
+
+    A past version was written under the policy of its day: a column since revoked, or stored
+    under a weaker treatment than today's (clear where today says mask), is left out, and
+    today's row filter is applied again. Fail closed: a filter over a column the old version does
+    not hold refuses the read.
+
+    Raises:
+        AccessDenied: today's row filter cannot be applied to that version.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    keep = [
+        f.name
+        for f in df.schema.fields
+        if f.name == "run_date"
+        or (
+            f.name in visible
+            and (f.metadata or {}).get("securepipe.access") == visible[f.name].label()
+        )
+    ]
+    predicate = role_filter(policy, role, table)
+    used = {c.name for c in sqlglot.parse_one(predicate, read="spark").find_all(exp.Column)}
+    missing = sorted(used - set(df.columns))
+    if missing:
+        raise AccessDenied(
+            f"role {role!r}, table {table!r}: today's row filter reads {missing}, which that "
+            "version of the role table does not hold; it cannot be shown under today's policy"
+        )
+    return df.where(F.coalesce(F.expr(predicate), F.lit(False))).select(*keep)
 
 
 def matrix(cfg: PipelineConfig, policy: AccessPolicy) -> list[dict[str, Any]]:

@@ -12,27 +12,36 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import struct
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securepipe.crypto import _primitives as p
+from securepipe.crypto.tokens import fpe_detokenize_many, fpe_tokenize_many
 from securepipe.errors import DecryptionError
 
 __all__ = [
     "SUBJECT_KEY_VERSION",
     "new_wrapped_subject_key",
+    "rewrap_subject_key",
     "subject_decrypt_many",
     "subject_detokenize_many",
     "subject_encrypt_many",
+    "subject_fpe_many",
     "subject_hash",
     "subject_tokenize_many",
+    "wrapped_kek_version",
 ]
 
 SUBJECT_KEY_VERSION = 1
+_WRAP_FORMAT = 0x02
+_WRAP_HEADER = struct.Struct(">BI")
+_LEGACY_WRAP_LEN = 12 + 32 + 16  # nonce | key | tag, before wraps carried their KEK version
 _CACHE_SIZE = 200_000
 _lock = threading.Lock()
 _unwrapped: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
@@ -44,14 +53,48 @@ def subject_hash(index_key: bytes, subject_id: str) -> str:
     return base64.urlsafe_b64encode(digest)[:43].decode("ascii")
 
 
-def _wrap_aad(hashed: str) -> bytes:
-    return f"securepipe-subject-key:{hashed}".encode()
+def _wrap_aad(hashed: str, version: int | None) -> bytes:
+    if version is None:  # wraps written before the KEK version was recorded
+        return f"securepipe-subject-key:{hashed}".encode()
+    return f"securepipe-subject-key:{hashed}:v{version}".encode()
 
 
-def new_wrapped_subject_key(kek: bytes, hashed: str) -> bytes:
-    """A fresh subject key, wrapped under the subject KEK and bound to the subject's hash."""
+def wrapped_kek_version(wrapped: bytes) -> int:
+    """The version of the subject KEK that wrapped `wrapped` (1 for the legacy format).
+
+    Raises:
+        DecryptionError: not a wrapped subject key.
+    """
+    if len(wrapped) == _LEGACY_WRAP_LEN:
+        return 1
+    if len(wrapped) < _WRAP_HEADER.size + _LEGACY_WRAP_LEN or wrapped[0] != _WRAP_FORMAT:
+        raise DecryptionError()
+    return int(_WRAP_HEADER.unpack_from(wrapped)[1])
+
+
+def _seal_subject_key(kek: bytes, version: int, hashed: str, key: bytes) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(kek).encrypt(nonce, os.urandom(32), _wrap_aad(hashed))
+    sealed = _kek_cipher(kek).encrypt(nonce, key, _wrap_aad(hashed, version))
+    return _WRAP_HEADER.pack(_WRAP_FORMAT, version) + nonce + sealed
+
+
+def new_wrapped_subject_key(kek: bytes, version: int, hashed: str) -> bytes:
+    """A fresh subject key, wrapped under version `version` of the subject KEK, bound to the
+    subject's hash and to that version (`format 0x02 | KEK version (4) | nonce | key | tag`)."""
+    return _seal_subject_key(kek, version, hashed, os.urandom(32))
+
+
+def rewrap_subject_key(
+    keks: Mapping[int, bytes], version: int, hashed: str, wrapped: bytes
+) -> bytes:
+    """The same subject key, wrapped under KEK version `version` (rotation of the subject KEK).
+
+    Raises:
+        DecryptionError: the old wrap cannot be opened (unknown KEK version, tampered bytes).
+    """
+    if wrapped_kek_version(wrapped) == version and len(wrapped) != _LEGACY_WRAP_LEN:
+        return wrapped
+    return _seal_subject_key(keks[version], version, hashed, _subject_key(keks, hashed, wrapped))
 
 
 _keks: dict[bytes, AESGCM] = {}
@@ -65,15 +108,23 @@ def _kek_cipher(kek: bytes) -> AESGCM:
     return cipher
 
 
-def _subject_key(kek: bytes, hashed: str, wrapped: bytes) -> bytes:
+def _subject_key(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> bytes:
+    version = wrapped_kek_version(wrapped)
+    kek = keks.get(version)
+    if kek is None:  # that KEK version was destroyed: the subject key is gone with it
+        raise DecryptionError()
     cache_key = (wrapped, kek[:8])
     with _lock:
         key = _unwrapped.get(cache_key)
         if key is not None:
             _unwrapped.move_to_end(cache_key)
             return key
+    legacy = len(wrapped) == _LEGACY_WRAP_LEN
+    body = wrapped if legacy else wrapped[_WRAP_HEADER.size :]
     try:
-        key = _kek_cipher(kek).decrypt(wrapped[:12], wrapped[12:], _wrap_aad(hashed))
+        key = _kek_cipher(kek).decrypt(
+            body[:12], body[12:], _wrap_aad(hashed, None if legacy else version)
+        )
     except Exception:
         raise DecryptionError() from None
     with _lock:
@@ -88,7 +139,7 @@ def _aad(table: str, column: str, hashed: str) -> bytes:
 
 
 def subject_encrypt_many(
-    kek: bytes,
+    keks: Mapping[int, bytes],
     table: str,
     column: str,
     values: list[str | None],
@@ -108,7 +159,7 @@ def subject_encrypt_many(
             continue
         if hashed is None or wkey is None:
             raise DecryptionError()
-        key = _subject_key(kek, hashed, wkey)
+        key = _subject_key(keks, hashed, wkey)
         nonce = p.new_nonce()
         out.append(
             header
@@ -119,7 +170,7 @@ def subject_encrypt_many(
 
 
 def subject_decrypt_many(
-    kek: bytes,
+    keks: Mapping[int, bytes],
     table: str,
     column: str,
     envelopes: list[bytes | None],
@@ -132,7 +183,7 @@ def subject_decrypt_many(
         if env is None or hashed is None or wkey is None:
             out.append(None)
             continue
-        key = _subject_key(kek, hashed, wkey)
+        key = _subject_key(keks, hashed, wkey)
         plain = p.gcm_open(key, env, _aad(table, column, hashed))
         out.append(plain.decode("utf-8"))
     return out
@@ -145,7 +196,10 @@ def _siv_key(subject_key: bytes) -> bytes:
 
 
 def subject_tokenize_many(
-    kek: bytes, values: list[str | None], hashes: list[str | None], wrapped: list[bytes | None]
+    keks: Mapping[int, bytes],
+    values: list[str | None],
+    hashes: list[str | None],
+    wrapped: list[bytes | None],
 ) -> list[str | None]:
     """Deterministic AES-SIV tokens under a key derived from each subject's key."""
     out: list[str | None] = []
@@ -155,14 +209,17 @@ def subject_tokenize_many(
             continue
         if hashed is None or wkey is None:
             raise DecryptionError()
-        siv = AESSIV(_siv_key(_subject_key(kek, hashed, wkey)))
+        siv = AESSIV(_siv_key(_subject_key(keks, hashed, wkey)))
         raw = siv.encrypt(value.encode("utf-8"), [hashed.encode()])
         out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"))
     return out
 
 
 def subject_detokenize_many(
-    kek: bytes, tokens: list[str | None], hashes: list[str | None], wrapped: list[bytes | None]
+    keks: Mapping[int, bytes],
+    tokens: list[str | None],
+    hashes: list[str | None],
+    wrapped: list[bytes | None],
 ) -> list[str | None]:
     """Inverse of `subject_tokenize_many`; erased subjects come back as `None`."""
     out: list[str | None] = []
@@ -170,10 +227,54 @@ def subject_detokenize_many(
         if token is None or hashed is None or wkey is None:
             out.append(None)
             continue
-        siv = AESSIV(_siv_key(_subject_key(kek, hashed, wkey)))
+        siv = AESSIV(_siv_key(_subject_key(keks, hashed, wkey)))
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         try:
             out.append(siv.decrypt(raw, [hashed.encode()]).decode("utf-8"))
         except Exception:
             raise DecryptionError() from None
+    return out
+
+
+def _fpe_key(subject_key: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"securepipe-subject-fpe").derive(
+        subject_key
+    )
+
+
+def subject_fpe_many(
+    keks: Mapping[int, bytes],
+    alphabet: str,
+    tweak: bytes,
+    values: list[str | None],
+    hashes: list[str | None],
+    wrapped: list[bytes | None],
+    *,
+    decrypt: bool = False,
+) -> list[str | None]:
+    """FF1 tokens (or their values) under a key derived from each row's subject key.
+
+    Rows of one subject share one FF1 call. On reveal, a value whose subject key is gone comes
+    back as `None`; on protect, a value without a usable subject key raises.
+
+    Raises:
+        DecryptionError: protecting a value that has no usable subject key.
+        FpeDomainError: a value with too few characters of the alphabet.
+    """
+    run = fpe_detokenize_many if decrypt else fpe_tokenize_many
+    groups: dict[tuple[str, bytes], list[int]] = {}
+    out: list[str | None] = [None] * len(values)
+    for i, (value, hashed, wkey) in enumerate(zip(values, hashes, wrapped, strict=True)):
+        if value is None:
+            continue
+        if hashed is None or wkey is None:
+            if decrypt:
+                continue
+            raise DecryptionError()
+        groups.setdefault((hashed, wkey), []).append(i)
+    for (hashed, wkey), rows in groups.items():
+        key = _fpe_key(_subject_key(keks, hashed, wkey))
+        tokens = run(key, alphabet, tweak, [values[i] for i in rows])
+        for i, token in zip(rows, tokens, strict=True):
+            out[i] = token
     return out

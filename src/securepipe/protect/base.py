@@ -33,6 +33,15 @@ class Operator(ABC):
     required: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()
     reversible: ClassVar[bool] = False
+    per_subject: ClassVar[bool] = False
+    # Outputs are ciphertexts or tokens, checked by shape (`well_formed`) instead of by the leak
+    # scan (which a format-preserving token would trip on purpose).
+    cryptographic: ClassVar[bool] = False
+    # Seals values with AES-GCM and a random nonce under a column key (counted against the key
+    # version's encryption budget).
+    random_nonce: ClassVar[bool] = False
+    # What stays of a value after its subject is erased (see `erasure_class`).
+    erasure: ClassVar[str] = "masked"
 
     def validate(
         self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
@@ -66,6 +75,27 @@ class Operator(ABC):
     def is_reversible(self, params: Mapping[str, Any]) -> bool:
         """Whether an authorised reader can get the value back."""
         return self.reversible
+
+    def erasure_class(self, params: Mapping[str, Any]) -> str:
+        """What old table versions hold of a value once its data subject is erased.
+
+        `subject_key`: shredded at once (the subject's key is destroyed); `column_key`: readable
+        with a live column key until VACUUM removes the old files; `token`: an irreversible but
+        linkable token until VACUUM; `masked`: a derived value in clear until VACUUM; `nothing`:
+        nothing of the value is stored; `clear`: the value itself (never allowed for personal data).
+        """
+        return self.erasure
+
+    def accepts(self, col: Column, params: Mapping[str, Any]) -> Column | None:
+        """True where an input value can be protected (`None`: every value can); a row with a
+        value outside the domain is quarantined as `INVALID_FORMAT:<column>`."""
+        return None
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """True where a stored value has this operator's output shape (`None`: nothing to check)."""
+        return None
 
     def key_name(self, params: Mapping[str, Any]) -> str | None:
         """The key this operator uses with `params`, if any."""

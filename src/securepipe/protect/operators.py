@@ -14,9 +14,11 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from securepipe.config import ColumnConfig, KeyConfig
-from securepipe.crypto.tokens import ALPHABETS
+from securepipe.crypto.keyring import KeyHandle
+from securepipe.crypto.tokens import ALPHABETS, fpe_min_length
 from securepipe.protect.base import ColumnContext, Operator
 from securepipe.protect.registry import register_operator
+from securepipe.protect.subject_udfs import KEK_SENTINEL, subject_expr
 from securepipe.protect.udfs import (
     apply_udf,
     build_daead_udf,
@@ -31,6 +33,7 @@ __all__ = [
     "Encrypt",
     "EncryptSubject",
     "Fpe",
+    "FpeSubject",
     "Generalize",
     "Keep",
     "Nullify",
@@ -39,6 +42,7 @@ __all__ = [
     "Tokenize",
     "TokenizeSubject",
     "fpe_alphabet",
+    "fpe_tweak",
 ]
 
 _NUMERIC = ("int", "integer", "long", "bigint", "double", "float")
@@ -59,6 +63,7 @@ class Keep(Operator):
     """Publish the value as is (refused for pii and sensitive columns)."""
 
     name = "keep"
+    erasure = "clear"
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """The column unchanged."""
@@ -70,6 +75,7 @@ class Drop(Operator):
     """Do not publish the column at all."""
 
     name = "drop"
+    erasure = "nothing"
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """`None`: the column is removed."""
@@ -83,6 +89,17 @@ class Encrypt(Operator):
     name = "encrypt"
     key_type = "aead"
     reversible = True
+    erasure = "column_key"
+    cryptographic = True
+    random_nonce = True
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """Format byte 0x01, a known key version, room for nonce and tag."""
+        version = F.conv(F.hex(F.substring(col, 2, 4)), 16, 10).cast("long")
+        ok = (F.substring(col, 1, 1) == F.unhex(F.lit("01"))) & (F.length(col) >= 33)
+        return ok & version.isin(key.versions) if key is not None else ok
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """Binary envelope of the value (null stays null)."""
@@ -95,6 +112,7 @@ class Tokenize(Operator):
 
     name = "tokenize"
     key_type = "hmac"
+    cryptographic = True
     required = frozenset({"kind"})
     _kinds = {"hmac": "hmac", "daead": "daead"}
 
@@ -129,6 +147,33 @@ class Tokenize(Operator):
         """daead tokens are reversible, hmac tokens are not."""
         return params.get("kind") == "daead"
 
+    def erasure_class(self, params: Mapping[str, Any]) -> str:
+        """daead tokens open with the column key; hmac tokens stay linkable."""
+        return "column_key" if params.get("kind") == "daead" else "token"
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """hmac: 43 base64url characters; daead: version + SIV tag + value, base64url."""
+        if params.get("kind") == "hmac":
+            return col.rlike(r"^[A-Za-z0-9_-]{43}$")
+        return col.rlike(r"^[A-Za-z0-9_-]{27,}$")
+
+
+def fpe_shape(col: Column, params: Mapping[str, Any]) -> Column:
+    """True where a value has enough characters of the fpe alphabet for FF1's domain."""
+    alphabet = fpe_alphabet(params)
+    klass = "".join("\\" + ch if ch in "\\]^-[&" else ch for ch in alphabet)
+    kept = F.regexp_replace(col, f"[^{klass}]", "")
+    return F.length(kept) >= fpe_min_length(alphabet)
+
+
+def fpe_tweak(table: str, column: str, params: Mapping[str, Any]) -> bytes:
+    """The FF1 tweak of a column: `<table>.<column>` unless the config sets `tweak:` (an empty
+    tweak, kept for tokens written before tweaks were bound to the column, must be explicit)."""
+    tweak = params.get("tweak")
+    return f"{table}.{column}".encode() if tweak is None else str(tweak).encode()
+
 
 def fpe_alphabet(params: Mapping[str, Any]) -> str:
     """The alphabet an fpe column uses: a named one, or `chars`."""
@@ -145,6 +190,18 @@ class Fpe(Operator):
     key_type = "fpe"
     optional = frozenset({"alphabet", "chars", "tweak"})
     reversible = True
+    erasure = "column_key"
+    cryptographic = True
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """Enough characters of the alphabet for FF1's domain."""
+        return fpe_shape(col, params)
+
+    def accepts(self, col: Column, params: Mapping[str, Any]) -> Column | None:
+        """FF1 cannot encrypt fewer than ~6 digits: such a value is not of the declared format."""
+        return fpe_shape(col, params)
 
     def validate(
         self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
@@ -165,7 +222,7 @@ class Fpe(Operator):
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """The FF1 token, same length and format."""
         params = ctx.config.protect.params
-        tweak = str(params.get("tweak", "")).encode()
+        tweak = fpe_tweak(ctx.table, ctx.column, params)
         udf = build_fpe_udf(ctx.table, ctx.column, _key(ctx), fpe_alphabet(params), tweak)
         return apply_udf(udf, col)
 
@@ -175,6 +232,7 @@ class Redact(Operator):
     """Replace every non-null value by a fixed text (default `[REDACTED]`)."""
 
     name = "redact"
+    erasure = "nothing"
     optional = frozenset({"with"})
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
@@ -223,6 +281,7 @@ class Nullify(Operator):
     """Publish the column with every value null (keeps the schema, drops the content)."""
 
     name = "nullify"
+    erasure = "nothing"
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """A typed null."""
@@ -307,19 +366,31 @@ class _SubjectOperator(Operator):
     """Per-subject protection: keys come from the subject key store (`securepipe.erasure`)."""
 
     reversible = True
+    per_subject = True
+    cryptographic = True
+    erasure = "subject_key"
     kind = ""
+    reveal_kind = ""
 
     def key_name(self, params: Mapping[str, Any]) -> str | None:
         """The subject KEK, resolved by the pipeline from `erasure.kek`."""
-        from securepipe.erasure import KEK_SENTINEL
-
         return KEK_SENTINEL
+
+    def subject_args(self, table: str, column: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra arguments of the subject UDF (the FF1 alphabet and tweak)."""
+        return {}
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """Needs `_subject_hash` and `_subject_wrapped` on the frame (the pipeline joins them)."""
-        from securepipe.erasure import subject_expr
+        args = self.subject_args(ctx.table, ctx.column, ctx.config.protect.params)
+        return subject_expr(self.kind, ctx.table, ctx.column, _key(ctx), col.cast("string"), **args)
 
-        return subject_expr(self.kind, ctx.table, ctx.column, _key(ctx), col.cast("string"))
+    def reveal(
+        self, col: Column, table: str, column: str, params: Mapping[str, Any], kek: KeyHandle
+    ) -> Column:
+        """The plaintext of a protected value (null once its subject is erased)."""
+        args = self.subject_args(table, column, params)
+        return subject_expr(self.reveal_kind, table, column, kek, col, **args)
 
 
 @register_operator
@@ -328,6 +399,13 @@ class EncryptSubject(_SubjectOperator):
 
     name = "encrypt_subject"
     kind = "encrypt"
+    reveal_kind = "decrypt"
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """Format byte 0x01, subject-key version 1, room for nonce and tag."""
+        return (F.substring(col, 1, 5) == F.unhex(F.lit("0100000001"))) & (F.length(col) >= 33)
 
 
 @register_operator
@@ -336,3 +414,41 @@ class TokenizeSubject(_SubjectOperator):
 
     name = "tokenize_subject"
     kind = "tokenize"
+    reveal_kind = "detokenize"
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """An AES-SIV token in base64url."""
+        return col.rlike(r"^[A-Za-z0-9_-]{22,}$")
+
+
+@register_operator
+class FpeSubject(_SubjectOperator):
+    """FF1 format-preserving token under a key derived from the subject's key (erasable)."""
+
+    name = "fpe_subject"
+    kind = "fpe"
+    reveal_kind = "unfpe"
+    optional = frozenset({"alphabet", "chars", "tweak"})
+
+    def validate(
+        self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
+    ) -> None:
+        """The same alphabet rules as `fpe`."""
+        Fpe().validate({**params, "key": "_"}, column, {"_": KeyConfig(type="fpe")})
+        super().validate(params, column, keys)
+
+    def well_formed(
+        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
+    ) -> Column | None:
+        """Enough characters of the fpe alphabet for FF1's domain."""
+        return fpe_shape(col, params)
+
+    def accepts(self, col: Column, params: Mapping[str, Any]) -> Column | None:
+        """The same input domain as `fpe`."""
+        return fpe_shape(col, params)
+
+    def subject_args(self, table: str, column: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The alphabet and the tweak (`<table>.<column>` by default)."""
+        return {"alphabet": fpe_alphabet(params), "tweak": fpe_tweak(table, column, params)}

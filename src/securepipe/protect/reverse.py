@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from securepipe.config import TableConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import KeyAccessError, PolicyError
-from securepipe.protect.operators import fpe_alphabet
+from securepipe.protect.operators import fpe_alphabet, fpe_tweak
 from securepipe.protect.registry import get_operator
 from securepipe.protect.udfs import build_decrypt_udf, build_detokenize_udf
 from securepipe.validate import spark_type
@@ -58,7 +58,7 @@ def reveal_column(
     operator = get_operator(spec.op)
     if spec.op == "keep":
         return F.col(column)
-    if spec.op in ("encrypt_subject", "tokenize_subject"):
+    if operator.per_subject:
         raise PolicyError(
             f"column {column!r} of table {table!r} is protected per data subject: reveal it with "
             "securepipe.erasure.reveal_subject_columns"
@@ -80,7 +80,7 @@ def reveal_column(
     elif spec.op == "tokenize":
         clear = detokenize(F.col(column), table, column, handle, "daead")
     else:
-        tweak = str(spec.params.get("tweak", "")).encode()
+        tweak = fpe_tweak(table, column, spec.params)
         clear = detokenize(
             F.col(column), table, column, handle, "fpe", fpe_alphabet(spec.params), tweak
         )

@@ -11,36 +11,64 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import BinaryType, StringType
+from pyspark.sql.types import BinaryType, DecimalType, IntegralType, StringType
 
-from securepipe.config import ComplianceConfig, DetectorConfig, TableConfig
+from securepipe.config import Classification, ComplianceConfig, DetectorConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.crypto.tokens import fpe_min_length
-from securepipe.protect.operators import fpe_alphabet
+from securepipe.protect.registry import get_operator
 
 __all__ = [
     "DEFAULT_DETECTORS",
+    "NUMERIC_DETECTORS",
     "CheckResult",
     "detectors",
     "leak_scan_exprs",
     "token_check_exprs",
 ]
 
-# Boundaries exclude the base64url alphabet, so a run of digits inside a token never matches.
-_B = r"(?<![A-Za-z0-9_-])"
-_E = r"(?![A-Za-z0-9_-])"
+# Digit detectors are bounded by "no digit" (not "no letter"), so a value glued to a label
+# (`ssn_123-45-6789`, `card4111...`) is caught; tokens and envelopes never reach the scan (they
+# are checked by shape). Separators: '-', ' ' and '.', the same one throughout a value.
+_ND = r"(?<![0-9])"
+_NE = r"(?![0-9])"
 DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "email": DetectorConfig(
         pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
     ),
-    "us_ssn": DetectorConfig(pattern=_B + r"\d{3}-\d{2}-\d{4}" + _E),
-    "card_number": DetectorConfig(pattern=_B + r"(?:\d[ -]?){12,18}\d" + _E, luhn=True),
+    # Area 001-899 but 666, group 01-99, serial 0001-9999 (SSA rules): dates, times and
+    # `ddd-dd-dddd` order numbers with a zero group do not trip it.
+    "us_ssn": DetectorConfig(
+        pattern=_ND + r"(?!000|666|9\d\d)\d{3}(?<s>[-. ])(?!00)\d{2}\k<s>(?!0000)\d{4}" + _NE
+    ),
+    # 13-19 digits, bare or in groups of four (Amex 4-6-5) with one separator; Luhn-checked.
+    "card_number": DetectorConfig(
+        pattern=_ND
+        + r"(?:\d{13,19}|\d{4}(?<c>[-. ])\d{4}\k<c>\d{4}\k<c>\d{1,7}"
+        + r"|\d{4}(?<a>[-. ])\d{6}\k<a>\d{5})"
+        + _NE,
+        luhn=True,
+    ),
+    # North American numbers with separators or parentheses, and international numbers written
+    # with a leading + (E.164, with or without spaces, dots, dashes or parentheses).
     "phone": DetectorConfig(
-        pattern=_B + r"(?:\+\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}" + _E
+        pattern=_ND
+        + r"(?:\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}(?<p>[ .-])\d{3}\k<p>\d{4}"
+        + r"|\+[1-9](?:[ .()-]{0,2}\d){7,14})"
+        + _NE
     ),
+    # Country code, check digits, 11-30 alphanumerics (grouped by four or not), any case;
+    # verified with the ISO 13616 mod-97 check.
     "iban": DetectorConfig(
-        pattern=_B + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?" + _E
+        pattern=r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?"
+        + r"(?![A-Za-z0-9])",
+        checksum="mod97",
     ),
+}
+# Numeric columns (an SSN or a card number declared `long`) are scanned as their decimal text
+# with whole-value patterns.
+NUMERIC_DETECTORS: dict[str, DetectorConfig] = {
+    "us_ssn": DetectorConfig(pattern=r"^(?!000|666|9\d\d)\d{3}(?!00)\d{2}(?!0000)\d{4}$"),
+    "card_number": DetectorConfig(pattern=r"^\d{13,19}$", luhn=True),
 }
 
 
@@ -74,51 +102,82 @@ def _luhn_ok(digits: Column) -> Column:
     return (n >= 13) & (total % 10 == 0)
 
 
+def _mod97_ok(candidate: Column) -> Column:
+    # ISO 13616: move the first four characters to the end, letters to 10..35, then the number
+    # must be 1 modulo 97 — folded digit by digit, so no big integers.
+    text = F.upper(F.regexp_replace(candidate, " ", ""))
+    moved = F.concat(F.substring(text, 5, 64), F.substring(text, 1, 4))
+    digits = F.array_join(
+        F.transform(
+            F.split(moved, ""),
+            lambda ch: F.when(ch.rlike("^[0-9]$"), ch).otherwise(
+                (F.ascii(ch) - F.lit(55)).cast("string")
+            ),
+        ),
+        "",
+    )
+    n = F.length(digits)
+    total = F.aggregate(
+        F.sequence(F.lit(1), n),
+        F.lit(0).cast("long"),
+        lambda acc, i: (acc * 10 + F.substring(digits, i, 1).cast("long")) % 97,
+    )
+    return (F.length(text) >= 15) & (total == 1)
+
+
+_CHECKS: dict[str, Callable[[Column], Column]] = {
+    "luhn": lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", "")),
+    "mod97": _mod97_ok,
+}
+
+
 # Cheap necessary conditions of the default detectors (character tests, no lookaround): a value
 # failing its detector's hint cannot match the detector, so the costly pattern (lookbehinds,
-# alternations, Luhn) runs only on the few values that pass. Keyed by pattern, so a detector whose
-# pattern is overridden in the configuration gets no hint and always runs in full.
+# alternations, checksums) runs only on the few values that pass. Keyed by pattern, so a
+# detector whose pattern is overridden in the configuration gets no hint and always runs in full.
 _HINTS: dict[str, Callable[[Column], Column]] = {
     DEFAULT_DETECTORS["email"].pattern: lambda c: F.instr(c, "@") > 0,
-    DEFAULT_DETECTORS["us_ssn"].pattern: lambda c: c.rlike("[0-9]{3}-[0-9]{2}-[0-9]"),
+    DEFAULT_DETECTORS["us_ssn"].pattern: lambda c: c.rlike("[0-9]{3}[-. ][0-9]{2}[-. ][0-9]"),
     DEFAULT_DETECTORS["card_number"].pattern: (
         lambda c: F.length(F.regexp_replace(c, "[^0-9]", "")) >= 13
     ),
-    DEFAULT_DETECTORS["phone"].pattern: lambda c: c.rlike("[0-9][)]?[ .-][0-9]"),
-    DEFAULT_DETECTORS["iban"].pattern: lambda c: c.rlike("[A-Z]{2}[0-9]{2}"),
+    DEFAULT_DETECTORS["phone"].pattern: lambda c: c.rlike("[+][0-9]|[0-9][). -][0-9]"),
+    DEFAULT_DETECTORS["iban"].pattern: lambda c: c.rlike("[A-Za-z]{2}[0-9]{2}"),
 }
 
 
 def matches(col: Column, detector: DetectorConfig) -> Column:
-    """True where `col` holds a value the detector recognises (Luhn-checked when asked)."""
+    """True where `col` holds a value the detector recognises (checksum-verified when asked)."""
     hint = _HINTS.get(detector.pattern)
-    if not detector.luhn:
+    check = _CHECKS.get(detector.checksum or ("luhn" if detector.luhn else ""))
+    if check is None:
         full = col.rlike(detector.pattern)
     else:
-        candidates = F.regexp_extract_all(col, F.lit(f"({detector.pattern})"), 1)
-        # The regex test first: And short-circuits, so Luhn runs only on candidate rows.
-        full = col.rlike(detector.pattern) & F.exists(
-            candidates, lambda c: _luhn_ok(F.regexp_replace(c, "[^0-9]", ""))
-        )
+        # Named groups would shift a wrapping group's number: extract the whole match (group 0).
+        candidates = F.regexp_extract_all(col, F.lit(detector.pattern), 0)
+        # The regex test first: And short-circuits, so the checksum runs only on candidate rows.
+        full = col.rlike(detector.pattern) & F.exists(candidates, check)
     # And short-circuits left to right: the hint first.
     return hint(col) & full if hint is not None else full
 
 
 def scanned_columns(df: DataFrame, table_cfg: TableConfig) -> list[str]:
-    """String and binary output columns that the leak scan reads.
+    """Output columns that the leak scan reads.
 
     Exempt: columns declared `clear_text`, and columns whose every value is checked by shape
-    instead (`well_formed_protection`): AES-GCM envelopes (random bytes), format-preserving
-    tokens (shaped like the data on purpose) and hmac/daead tokens (base64url only, which no
-    detector can match: e-mails need `@`, the others need boundaries outside base64url).
+    instead (`Operator.well_formed`): envelopes (random bytes), format-preserving tokens (shaped
+    like the data on purpose) and base64url tokens (which no detector can match). String and
+    binary columns are scanned for every detector; numeric columns that are not `public` are
+    scanned for the digit-only detectors (an SSN or a card number declared `long`).
     """
     out = []
     for f in df.schema.fields:
         cfg = table_cfg.columns.get(f.name)
-        exempt = ("fpe", "encrypt", "tokenize", "encrypt_subject", "tokenize_subject")
-        if cfg is None or cfg.clear_text or cfg.protect.op in exempt:
+        if cfg is None or cfg.clear_text or get_operator(cfg.protect.op).cryptographic:
             continue
-        if isinstance(f.dataType, StringType | BinaryType):
+        text = isinstance(f.dataType, StringType | BinaryType)
+        number = isinstance(f.dataType, IntegralType | DecimalType)
+        if text or (number and cfg.classification != Classification.PUBLIC):
             out.append(f.name)
     return out
 
@@ -129,39 +188,15 @@ def leak_scan_exprs(
     """`{"leak:<column>:<detector>": count expression}` for one aggregation pass."""
     exprs = {}
     active = detectors(compliance)
+    numeric = {
+        f.name for f in df.schema.fields if isinstance(f.dataType, IntegralType | DecimalType)
+    }
     for name in scanned_columns(df, table_cfg):
         text = F.col(name).cast("string")
-        for det_name, det in active.items():
+        for det_name, det in (NUMERIC_DETECTORS if name in numeric else active).items():
             hit = F.coalesce(matches(text, det), F.lit(False))
             exprs[f"leak:{name}:{det_name}"] = F.sum(F.when(hit, 1).otherwise(0))
     return exprs
-
-
-def _well_formed(
-    name: str, op: str, params: Mapping[str, object], handle: KeyHandle | None
-) -> Column | None:
-    c = F.col(name)
-    if op == "encrypt" and handle is not None:
-        version = F.conv(F.hex(F.substring(c, 2, 4)), 16, 10).cast("long")
-        return (
-            (F.substring(c, 1, 1) == F.unhex(F.lit("01")))
-            & (F.length(c) >= 33)
-            & version.isin(handle.versions)
-        )
-    if op == "encrypt_subject":
-        return (F.substring(c, 1, 5) == F.unhex(F.lit("0100000001"))) & (F.length(c) >= 33)
-    if op == "tokenize_subject":
-        return c.rlike(r"^[A-Za-z0-9_-]{22,}$")
-    if op == "tokenize" and params.get("kind") == "hmac":
-        return c.rlike(r"^[A-Za-z0-9_-]{43}$")
-    if op == "tokenize" and params.get("kind") == "daead":
-        return c.rlike(r"^[A-Za-z0-9_-]{27,}$")
-    if op == "fpe":
-        alphabet = fpe_alphabet(params)
-        klass = "".join("\\" + ch if ch in "\\]^-[&" else ch for ch in alphabet)
-        kept = F.regexp_replace(c, f"[^{klass}]", "")
-        return F.length(kept) >= fpe_min_length(alphabet)
-    return None
 
 
 def token_check_exprs(
@@ -175,7 +210,8 @@ def token_check_exprs(
             continue
         params = cfg.protect.params
         key = params.get("key")
-        ok = _well_formed(name, cfg.protect.op, params, keys.get(str(key)) if key else None)
+        operator = get_operator(cfg.protect.op)
+        ok = operator.well_formed(F.col(name), params, keys.get(str(key)) if key else None)
         if ok is not None:
             bad = F.col(name).isNotNull() & ~F.coalesce(ok, F.lit(False))
             exprs[f"malformed:{name}"] = F.sum(F.when(bad, 1).otherwise(0))
