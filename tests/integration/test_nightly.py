@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from securepipe.crypto import keycache
-from securepipe.crypto.envelope import decrypt_value, hmac_token
+from securepipe.crypto.envelope import decrypt_value
 from securepipe.crypto.keyring import Keyring
 from securepipe.errors import SchemaDriftError, SourceError
 from securepipe.generate import generate_landing
@@ -78,67 +78,101 @@ def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ig
     assert {r["_run_id"] for r in q.select("_run_id").collect()} == {nightly["first"].run_id}
 
 
+def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
+    """Every raw record of the customers quarantine, opened as the pipeline's operator can:
+    under the subject's key when the subject is known, else under the quarantine key."""
+    from securepipe.erasure import attach_subject_keys, with_subject_hash
+    from securepipe.pipeline import resolve_keys
+    from securepipe.protect.subject_udfs import subject_expr
+
+    keys = resolve_keys(cfg, ["customers"])
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    hashed = attach_subject_keys(
+        spark, cfg, with_subject_hash(q, "customer_id", keys["subject_index"])
+    )
+    opened = hashed.select(
+        "_raw_record",
+        subject_expr(
+            "decrypt", "customers", "_raw_record", keys["subject_kek"], F.col("_raw_subject_record")
+        ).alias("subject_raw"),
+    ).collect()
+    qkeys = _keys(cfg, "quarantine")
+    return [
+        r["subject_raw"]
+        if r["subject_raw"] is not None
+        else decrypt_value(qkeys, "customers", "_raw_record", bytes(r["_raw_record"]))
+        for r in opened
+    ]
+
+
 def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
     q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
-    assert dict(q.dtypes)["_raw_record"] == "binary"
-    keys = _keys(cfg, "quarantine")
-    raws = [
-        decrypt_value(keys, "customers", "_raw_record", bytes(r[0]))
-        for r in q.select("_raw_record").collect()
-    ]
+    types = dict(q.dtypes)
+    assert types["_raw_record"] == types["_raw_subject_record"] == "binary"
+    # Rows whose subject is known keep their raw record under the subject's key (erasable);
+    # only the row without a customer id uses the quarantine key.
+    both = q.select(
+        F.count("_raw_record").alias("q"), F.count("_raw_subject_record").alias("s")
+    ).first()
+    assert (both["q"], both["s"]) == (1, 3)
+    raws = _raw_records(spark, cfg)
+    assert len(raws) == 4
     assert any("1985-13-45" in raw for raw in raws)
     assert any("unexpected-extra-field" in raw for raw in raws)
 
 
 def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    from securepipe.erasure import reveal_subject_columns
+    from securepipe.pipeline import resolve_keys
+
     cfg = nightly["cfg"]
     landing = nightly["batches"]["customers"].path
     with landing.open(encoding="utf-8") as fh:
         source = {r["customer_id"]: r for r in csv.DictReader(fh)}
     df = spark.read.format("delta").load(table_path(cfg, "customers"))
-    assert dict(df.dtypes)["full_name"] == "binary"
-    pii = _keys(cfg, "customer_pii")
-    contact = _keys(cfg, "contact_token")[1]
-    for row in df.select("customer_id", "email", "date_of_birth").limit(25).collect():
+    types = dict(df.dtypes)
+    assert types["full_name"] == types["date_of_birth"] == "binary"
+    keys = resolve_keys(cfg, ["customers"])
+    wanted = df.select("customer_id", "email", "date_of_birth", "card_number").limit(25)
+    for row in reveal_subject_columns(spark, cfg, "customers", wanted, keys).collect():
         original = source[row["customer_id"]]
-        assert (
-            decrypt_value(pii, "customers", "date_of_birth", bytes(row["date_of_birth"]))
-            == original["date_of_birth"]
-        )
-        assert row["email"] == hmac_token(contact, original["email"])
+        assert row["date_of_birth"] == original["date_of_birth"]
+        assert row["email"] == original["email"]
+        assert row["card_number"] == original["card_number"]
 
 
 def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
-    key = _keys(cfg, "customer_pii")[1]
-    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    key = _keys(cfg, "quarantine")[1]
+    df = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
     out = (
-        df.select(
-            "date_of_birth",
+        df.where("_raw_record is not null")
+        .select(
+            "_raw_record",
             F.expr(
-                f"cast(aes_decrypt(substring(date_of_birth, 6), unhex('{key.hex()}'), 'GCM', "
-                "'DEFAULT', 'securepipe:customers.date_of_birth:v1') as string)"
+                f"cast(aes_decrypt(substring(_raw_record, 6), unhex('{key.hex()}'), 'GCM', "
+                "'DEFAULT', 'securepipe:customers._raw_record:v1') as string)"
             ).alias("clear"),
         )
-        .limit(20)
         .collect()
     )
     assert out
     for row in out:
         assert row["clear"] == decrypt_value(
-            {1: key}, "customers", "date_of_birth", bytes(row["date_of_birth"])
+            {1: key}, "customers", "_raw_record", bytes(row["_raw_record"])
         )
 
 
 def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
-    key = _keys(cfg, "customer_pii")[1]
-    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    key = _keys(cfg, "quarantine")[1]
+    df = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
     expr = (
-        f"try_aes_decrypt(substring(date_of_birth, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
-        "'securepipe:customers.signup_ts:v1')"
+        f"try_aes_decrypt(substring(_raw_record, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
+        "'securepipe:transactions._raw_record:v1')"
     )
+    assert df.where("_raw_record is not null").count() == 1
     assert df.select(F.expr(expr).alias("x")).where("x is not null").count() == 0
 
 
@@ -150,15 +184,11 @@ def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type:
     record = json.loads(last["userMetadata"])
     assert record["run_id"] == first.run_id
     assert record["config_hash"] == cfg.fingerprint()
-    assert record["key_versions"] == {
-        "subject_kek": 1,
-        "subject_index": 1,
-        "contact_token": 1,
-        "customer_pii": 1,
-        "payment_token": 1,
-        "quarantine": 1,
-        "ssn_fpe": 1,
-    }
+    assert record["key_versions"] == {"subject_kek": 1, "subject_index": 1, "quarantine": 1}
+    assert record["keyring_generation"] >= 1
+    # Random-nonce AES-GCM encryptions per key version: the one raw record without a subject.
+    assert record["encryptions"] == {"quarantine:v1": 1}
+    assert record["rows_erased"] == 0
 
 
 def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:  # type: ignore[no-untyped-def]
@@ -203,17 +233,12 @@ def test_independent_delta_rs_reader_reads_the_table(nightly) -> None:  # type: 
 
 def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
-    pii = _keys(cfg, "customer_pii")
 
     def content():  # type: ignore[no-untyped-def]
+        # Per-subject tokens are deterministic: a re-run gives the same tokens.
         df = spark.read.format("delta").load(table_path(cfg, "customers"))
         return sorted(
-            (
-                r["customer_id"],
-                r["email"],
-                r["balance"],
-                decrypt_value(pii, "customers", "date_of_birth", bytes(r["date_of_birth"])),
-            )
+            (r["customer_id"], r["email"], r["ssn"], r["phone"], r["balance"])
             for r in df.collect()
         )
 
@@ -254,7 +279,6 @@ def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly,
 
     from securepipe.erasure import reveal_subject_columns
     from securepipe.pipeline import resolve_keys
-    from securepipe.protect.reverse import reveal
 
     cfg = nightly["cfg"]
     with nightly["batches"]["customers"].path.open(encoding="utf-8") as fh:
@@ -264,11 +288,10 @@ def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly,
     assert all(re.fullmatch(r"\d{3}-\d{2}-\d{4}", r["ssn"]) for r in rows)
     assert all(r["ssn"] != source[r["customer_id"]]["ssn"] for r in rows)
     keys = resolve_keys(cfg, ["customers"])
-    clear = reveal(df, "customers", cfg.table("customers"), keys, ["ssn", "date_of_birth"])
-    clear = reveal_subject_columns(spark, cfg, "customers", clear, keys).limit(20).collect()
+    clear = reveal_subject_columns(spark, cfg, "customers", df, keys).limit(20).collect()
     for r in clear:
         original = source[r["customer_id"]]
-        assert (r["ssn"], r["phone"], str(r["date_of_birth"])) == (
+        assert (r["ssn"], r["phone"], r["date_of_birth"]) == (
             original["ssn"],
             original["phone"],
             original["date_of_birth"],

@@ -22,6 +22,13 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
+def _column_key(d, column: str, protect: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """Protect a customers column under a column key (a table with partial erasure)."""
+    d["keys"].update(customer_pii={"type": "aead"}, contact_token={"type": "hmac"})
+    d["tables"]["customers"].update(erasure="partial", erasure_reason="test")
+    d["tables"]["customers"]["columns"][column]["protect"] = protect
+
+
 def test_shipped_config_loads_and_hash_is_stable() -> None:
     first, second = load_config(CONF), load_config(CONF)
     assert set(first.tables) == {"customers", "transactions"}
@@ -50,7 +57,7 @@ def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None
 
 def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["key"] = "no_such_key"
+        _column_key(d, "date_of_birth", {"op": "encrypt", "key": "no_such_key"})
 
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
@@ -63,7 +70,7 @@ def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
 
 def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["key"] = "contact_token"
+        _column_key(d, "date_of_birth", {"op": "encrypt", "key": "contact_token"})
 
     with pytest.raises(
         ConfigError, match=r"column 'date_of_birth': key 'contact_token' has type 'hmac'"
@@ -126,12 +133,74 @@ def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
 
 def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
     def mutate(d):  # type: ignore[no-untyped-def]
-        d["tables"]["customers"]["columns"]["date_of_birth"]["protect"]["mode"] = "ECB"
+        _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii", "mode": "ECB"})
 
     with pytest.raises(
         ConfigError,
         match=r"column 'date_of_birth': operator 'encrypt' has no parameter\(s\) \['mode'\]",
     ):
+        load_config(_write(tmp_path, mutate))
+
+
+@pytest.mark.parametrize(
+    ("column", "protect"),
+    [
+        ("date_of_birth", {"op": "encrypt", "key": "customer_pii"}),
+        ("email", {"op": "tokenize", "kind": "hmac", "key": "contact_token"}),
+        ("ssn", {"op": "fpe", "alphabet": "digits", "key": "ssn_fpe"}),
+        ("ssn", {"op": "partial", "show_last": 4}),
+    ],
+)
+def test_personal_data_outliving_an_erasure_is_refused_in_a_subject_table(
+    tmp_path: Path, column: str, protect: dict[str, object]
+) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["keys"].update(
+            customer_pii={"type": "aead"}, contact_token={"type": "hmac"}, ssn_fpe={"type": "fpe"}
+        )
+        d["tables"]["customers"]["columns"][column]["protect"] = protect
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"column '{column}': pii data of a subject table under op '{protect['op']}' "
+        r"outlives an erasure .*fpe_subject.*erasure: partial",
+    ):
+        load_config(_write(tmp_path, mutate))
+
+
+def test_partial_erasure_needs_a_reason_and_then_allows_column_keys(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii"})
+        d["tables"]["customers"]["erasure_reason"] = "  "
+
+    with pytest.raises(ConfigError, match=r"table 'customers': erasure: partial needs an"):
+        load_config(_write(tmp_path, mutate))
+
+    def with_reason(d):  # type: ignore[no-untyped-def]
+        _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii"})
+
+    cfg = load_config(_write(tmp_path, with_reason))
+    assert cfg.tables["customers"].erasure == "partial"
+
+
+def test_per_subject_columns_and_drops_satisfy_complete_erasure(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        cols = d["tables"]["customers"]["columns"]
+        cols["ssn"]["protect"] = {"op": "fpe_subject", "alphabet": "digits"}
+        cols["street_address"]["protect"] = {"op": "drop"}
+        cols["phone"]["protect"] = {"op": "redact"}
+
+    assert load_config(_write(tmp_path, mutate)).tables["customers"].erasure == "complete"
+
+
+def test_fpe_subject_checks_its_alphabet_like_fpe(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["tables"]["customers"]["columns"]["ssn"]["protect"] = {
+            "op": "fpe_subject",
+            "alphabet": "klingon",
+        }
+
+    with pytest.raises(ConfigError, match=r"column 'ssn': unknown fpe alphabet 'klingon'"):
         load_config(_write(tmp_path, mutate))
 
 

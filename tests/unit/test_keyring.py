@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import stat
@@ -76,14 +77,127 @@ def test_keyring_from_another_master_key_is_refused(tmp_path: Path) -> None:
         Keyring(_store(tmp_path))
 
 
-def test_wrapped_key_swapped_between_names_does_not_unwrap(tmp_path: Path) -> None:
+def _edit(tmp_path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "secrets" / KEYRING_FILE
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_wrapped_key_swapped_between_names_is_refused_twice(tmp_path: Path) -> None:
     ring = Keyring(_store(tmp_path), create=True)
     ring.ensure(DECLARED)
-    doc = json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())
-    doc["keys"]["pii"]["versions"]["1"] = doc["keys"]["tok"]["versions"]["1"]
-    (tmp_path / "secrets" / KEYRING_FILE).write_text(json.dumps(doc))
+    tok = ring.handle("tok")
+
+    def swap(doc):  # type: ignore[no-untyped-def]
+        doc["keys"]["pii"]["versions"]["1"] = doc["keys"]["tok"]["versions"]["1"]
+
+    _edit(tmp_path, swap)
+    with pytest.raises(KeyAccessError, match="modified outside securepipe"):
+        Keyring(_store(tmp_path))
+    # Behind the seal, each wrap is bound to its key's name and version.
+    swapped = dataclasses.replace(ring.handle("pii"), wrapped=tok.wrapped)
     with pytest.raises(KeyAccessError, match="cannot unwrap data key"):
-        keycache.data_keys(Keyring(_store(tmp_path)).handle("pii"))
+        keycache.data_keys(swapped)
+
+
+def test_rolled_back_current_version_is_refused(tmp_path: Path) -> None:
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure(DECLARED)
+    ring.rotate("pii")
+    _edit(tmp_path, lambda doc: doc["keys"]["pii"].__setitem__("current", 1))
+    with pytest.raises(KeyAccessError, match="integrity check failed"):
+        Keyring(_store(tmp_path))
+
+
+def test_destroyed_version_put_back_is_refused(tmp_path: Path) -> None:
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure(DECLARED)
+    before = json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())
+    ring.rotate("pii")
+    ring.destroy("pii", 1)
+    assert "1" not in json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())["keys"]["pii"][
+        "versions"
+    ]
+    _edit(
+        tmp_path,
+        lambda doc: doc["keys"]["pii"]["versions"].__setitem__(
+            "1", before["keys"]["pii"]["versions"]["1"]
+        ),
+    )
+    with pytest.raises(KeyAccessError, match="integrity check failed"):
+        Keyring(_store(tmp_path))
+
+
+def test_unsealed_keyring_is_refused_until_sealed_on_purpose(tmp_path: Path) -> None:
+    Keyring(_store(tmp_path), create=True).ensure(DECLARED)
+    _edit(tmp_path, lambda doc: doc.pop("mac"))
+    with pytest.raises(KeyAccessError, match=r"no integrity seal.*securepipe keys seal"):
+        Keyring(_store(tmp_path))
+    Keyring(_store(tmp_path), allow_unsealed=True).seal()
+    assert Keyring(_store(tmp_path)).names() == ["pii", "tok"]
+
+
+def test_every_change_raises_the_generation(tmp_path: Path) -> None:
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure(DECLARED)
+    first = Keyring(_store(tmp_path)).generation
+    ring.rotate("pii")
+    assert Keyring(_store(tmp_path)).generation == first + 1
+    assert ring.handle("pii").generation == first + 1
+
+
+@pytest.mark.parametrize("key_type", ["hmac", "fpe"])
+def test_keys_without_versioned_outputs_refuse_rotation_and_say_how_to_migrate(
+    tmp_path: Path, key_type: str
+) -> None:
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure({"k": KeyConfig(type=key_type)})  # type: ignore[arg-type]
+    with pytest.raises(KeyAccessError, match=r"key 'k' .*cannot be rotated.*declare one under"):
+        ring.rotate("k")
+    assert Keyring(_store(tmp_path)).handle("k").current == 1
+
+
+def _add_keys(folder: str, prefix: str, count: int) -> None:
+    store = KeyStoreConfig(provider="local", path=folder)
+    for i in range(count):
+        Keyring(store).ensure({f"{prefix}{i}": KeyConfig(type="aead")})
+
+
+def test_two_processes_adding_keys_keep_every_key(tmp_path: Path) -> None:
+    import multiprocessing
+
+    Keyring(_store(tmp_path), create=True).ensure(DECLARED)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_add_keys, args=(str(tmp_path / "secrets"), p, 15)) for p in "ab"
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    names = set(Keyring(_store(tmp_path)).names())
+    assert {f"{p}{i}" for p in "ab" for i in range(15)} <= names
+
+
+def test_destroy_names_the_retired_copies_that_still_hold_the_version(tmp_path: Path) -> None:
+    from securepipe.crypto.keyring import rotate_local_master_key
+
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure(DECLARED)
+    ring.rotate("pii")
+    rotate_local_master_key(_store(tmp_path))
+    survivors = Keyring(_store(tmp_path)).destroy("pii", 1)
+    assert [p.name.split("-")[0] for p in survivors] == [f"{KEYRING_FILE}.retired"]
+    assert 1 not in Keyring(_store(tmp_path)).handle("pii").wrapped
+
+
+def test_encryption_counts_accumulate_per_version(tmp_path: Path) -> None:
+    ring = Keyring(_store(tmp_path), create=True)
+    ring.ensure(DECLARED)
+    assert ring.record_encryptions({"pii:v1": 5}) == {"pii:v1": 5}
+    assert Keyring(_store(tmp_path)).record_encryptions({"pii:v1": 7}) == {"pii:v1": 12}
 
 
 def test_rotation_adds_a_version_and_old_versions_still_decrypt(tmp_path: Path) -> None:
