@@ -238,8 +238,7 @@ def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[n
         # Per-subject tokens are deterministic: a re-run gives the same tokens.
         df = spark.read.format("delta").load(table_path(cfg, "customers"))
         return sorted(
-            (r["customer_id"], r["email"], r["ssn"], r["phone"], r["balance"])
-            for r in df.collect()
+            (r["customer_id"], r["email"], r["ssn"], r["phone"], r["balance"]) for r in df.collect()
         )
 
     before = content()

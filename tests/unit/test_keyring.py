@@ -116,9 +116,12 @@ def test_destroyed_version_put_back_is_refused(tmp_path: Path) -> None:
     before = json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())
     ring.rotate("pii")
     ring.destroy("pii", 1)
-    assert "1" not in json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())["keys"]["pii"][
-        "versions"
-    ]
+    assert (
+        "1"
+        not in json.loads((tmp_path / "secrets" / KEYRING_FILE).read_text())["keys"]["pii"][
+            "versions"
+        ]
+    )
     _edit(
         tmp_path,
         lambda doc: doc["keys"]["pii"]["versions"].__setitem__(
@@ -169,9 +172,7 @@ def test_two_processes_adding_keys_keep_every_key(tmp_path: Path) -> None:
 
     Keyring(_store(tmp_path), create=True).ensure(DECLARED)
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_add_keys, args=(str(tmp_path / "secrets"), p, 15)) for p in "ab"
-    ]
+    procs = [ctx.Process(target=_add_keys, args=(str(tmp_path / "secrets"), p, 15)) for p in "ab"]
     for p in procs:
         p.start()
     for p in procs:

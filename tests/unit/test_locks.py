@@ -34,12 +34,16 @@ def test_exclusive_holder_is_named_and_blocks_others(tmp_path: Path) -> None:
     lock = tmp_path / "lakehouse.lock"
     proc = _holder(lock, "ex")
     try:
-        with pytest.raises(RunLocked, match=rf"another run holds {lock} \(pid {proc.pid} "):
-            with file_lock(lock, exclusive=False):
-                pass
-        with pytest.raises(LockTimeout, match=r"waited 1 s .*holder"):
-            with file_lock(lock, exclusive=True, wait=1):
-                pass
+        with (
+            pytest.raises(RunLocked, match=rf"another run holds {lock} \(pid {proc.pid} "),
+            file_lock(lock, exclusive=False),
+        ):
+            pass
+        with (
+            pytest.raises(LockTimeout, match=r"waited 1 s .*holder"),
+            file_lock(lock, exclusive=True, wait=1),
+        ):
+            pass
     finally:
         proc.kill()
         proc.wait()
@@ -72,7 +76,8 @@ def test_shared_holders_overlap_and_an_exclusive_one_waits_for_them(tmp_path: Pa
 def test_lakehouse_lock_lives_beside_a_local_lakehouse_and_on_the_host_for_s3(
     tmp_path: Path,
 ) -> None:
-    assert lakehouse_lock_path(str(tmp_path / "lh")) == tmp_path / "lh" / "_locks" / "lakehouse.lock"
+    local = lakehouse_lock_path(str(tmp_path / "lh"))
+    assert local == tmp_path / "lh" / "_locks" / "lakehouse.lock"
     s3 = lakehouse_lock_path("s3a://bucket/lh")
     assert s3.parent == Path(".cache/locks").resolve() and s3.name.startswith("lakehouse-")
     assert lakehouse_lock_path("s3a://bucket/lh", str(tmp_path)).parent == tmp_path
