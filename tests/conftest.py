@@ -27,7 +27,10 @@ def make_config(tmp: Path, **overrides: object) -> PipelineConfig:
             "jars_dir": str(ROOT / ".cache" / "jars"),
             "ui_enabled": False,
             "shuffle_partitions": 2,
-            "conf": {"spark.databricks.delta.snapshotPartitions": "2"},
+            "conf": {
+                "spark.databricks.delta.snapshotPartitions": "2",
+                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+            },
         },
     }
     values.update(overrides)

@@ -544,9 +544,10 @@ def _cmd_verify_erasure(args: argparse.Namespace) -> int:
         for column, col in sorted(entry["columns"].items()):
             until = col.get("removable_after")
             until = f" (removable after {until})" if until else ""
+            versions = col.get("versions") or []
+            where = f" in versions {min(versions)}-{max(versions)}" if versions else ""
             print(
-                f"  {name}.{column}: {col['values']} values in versions "
-                f"{min(col['versions'])}-{max(col['versions'])}: {col['status']}{until}",
+                f"  {name}.{column}: {col['values']} values{where}: {col['status']}{until}",
                 file=sys.stderr,
             )
     if not report["erased"]:
@@ -563,11 +564,11 @@ def _cmd_verify_erasure(args: argparse.Namespace) -> int:
                 "(not erased: they would be published again)"
             )
         if report["errors"]:
-            reasons.append(f"{len(report['errors'])} table versions could not be read")
+            reasons.append(f"{len(report['errors'])} tables could not be read")
         print(f"securepipe: error: not erased: {'; '.join(reasons)}", file=sys.stderr)
         return 2
     print(
-        f"verified: {report['versions_checked']} table versions read, "
+        f"verified: every file of {report['tables_checked']} tables read, "
         f"{report['values_found']} stored values of these subjects, none readable"
     )
     return 0

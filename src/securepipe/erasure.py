@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 from delta.tables import DeltaTable
@@ -481,6 +482,114 @@ def _targets(cfg: PipelineConfig, table: str, policy: Any) -> list[tuple[str, st
     return targets
 
 
+def _data_files(spark: SparkSession, root: str) -> list[str]:
+    """Every Parquet data file physically under a Delta table (whatever its log still says)."""
+    jvm: Any = spark.sparkContext._jvm
+    hroot = jvm.org.apache.hadoop.fs.Path(root)
+    fs = hroot.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hroot):
+        return []
+    files = []
+    it = fs.listFiles(hroot, True)
+    while it.hasNext():
+        path = str(it.next().getPath().toString())
+        if path.endswith(".parquet") and "/_delta_log/" not in path:
+            files.append(path)
+    return sorted(files)
+
+
+def _file_history(spark: SparkSession, root: str) -> tuple[dict[str, int], dict[str, datetime]]:
+    """From the commit log: the version that added each file, and when each file was removed."""
+    added: dict[str, int] = {}
+    removed: dict[str, datetime] = {}
+    log = (
+        spark.read.json(f"{root}/_delta_log/*.json")
+        .withColumn("_file", F.input_file_name())
+        .collect()
+    )
+    for row in log:
+        version = int(str(row["_file"]).rsplit("/", 1)[-1].split(".")[0])
+        fields = row.asDict()
+        if fields.get("add") is not None:
+            added[unquote(fields["add"]["path"])] = version
+        if fields.get("remove") is not None:
+            stamp = fields["remove"]["deletionTimestamp"] or 0
+            removed[unquote(fields["remove"]["path"])] = datetime.fromtimestamp(stamp / 1000, UTC)
+    return added, removed
+
+
+def _relative(root: str, path: str) -> str:
+    tail = path.split(root.rstrip("/").split("://")[-1].rstrip("/") + "/", 1)[-1]
+    return unquote(tail)
+
+
+def _scan_target(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    table: str,
+    kind: str,
+    root: str,
+    ids: DataFrame,
+    live_ids: list[str],
+    policy: Any,
+) -> dict[str, dict[str, Any]]:
+    """What the files physically under one table hold of the subjects, per column."""
+    files = _data_files(spark, root)
+    if not files:
+        return {}
+    added, removed = _file_history(spark, root)
+    df = spark.read.option("mergeSchema", "true").parquet(*files)
+    meta = {f.name: dict(f.metadata or {}) for f in df.schema.fields}
+    if kind.startswith("access/") and policy is not None:
+        from securepipe.access.views import role_columns
+
+        for column, treatment in role_columns(policy, kind.split("/", 1)[1], table).items():
+            meta.setdefault(column, {})["securepipe.access"] = treatment.label()
+    classes = _column_classes(cfg, table, df.columns, meta)
+    if not classes:
+        return {}
+    subject = str(cfg.table(table).subject)
+    if subject not in df.columns:
+        # Rows cannot be tied to a subject: what they hold is unknown, never "erased".
+        return {
+            c: {"class": "unattributable", "files": len(files), "values": 0, "readable": 1}
+            for c in classes
+        }
+    live = F.col(subject).isin(live_ids) if live_ids else F.lit(False)
+    names = list(classes)
+    rows = (
+        df.join(ids, df[subject] == ids.subject_id, "left_semi")
+        .withColumn("_file", F.input_file_name())
+        .groupBy("_file")
+        .agg(
+            *[F.count(F.col(c)).alias(f"n{i}") for i, c in enumerate(names)],
+            *[F.count(F.when(live, F.col(c))).alias(f"l{i}") for i, c in enumerate(names)],
+        )
+        .collect()
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        rel = _relative(root, str(row["_file"]))
+        for i, column in enumerate(names):
+            n = int(row[f"n{i}"])
+            if not n:
+                continue
+            klass = classes[column]
+            entry = out.setdefault(
+                column,
+                {"class": klass, "versions": set(), "values": 0, "readable": 0, "live": False},
+            )
+            entry["values"] += n
+            entry["readable"] += n if klass in _READABLE else int(row[f"l{i}"])
+            if rel in added:
+                entry["versions"].add(added[rel])
+            if rel in removed:
+                entry["removed"] = max(entry.get("removed", removed[rel]), removed[rel])
+            else:
+                entry["live"] = True
+    return out
+
+
 def verify_erasure(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -488,23 +597,25 @@ def verify_erasure(
     keys: Mapping[str, KeyHandle],
     policy: Any = None,
 ) -> dict[str, Any]:
-    """Read every version of every table that can hold the subjects and say what is left.
+    """Read every data file still on storage under every table that can hold the subjects and say
+    what is left of them.
 
-    For each table (protected, quarantine, each role's) and column that holds values of the
-    subjects in some version: the versions, how many values, and their status — `shredded`
-    (under a destroyed subject key: unreadable forever), readable until VACUUM (column key,
-    quarantine key, linkable token or masked value, with the date after which `securepipe
-    maintain` can remove the files), or, when the subject still has a live key, `readable`.
-    Never raises on a broken table: what could not be read is reported, and the verdict is
-    `erased` only when nothing is readable and everything could be read.
+    Files, not snapshots: every version that time travel can reach, and files that only VACUUM
+    has not removed yet, are read in one pass per table (protected, quarantine, each role's).
+    Per column: the versions that wrote values of the subjects, how many values, and their
+    status — `shredded` (under a destroyed subject key: unreadable forever), readable until
+    VACUUM (column key, quarantine key, linkable token or masked value, with the date after which
+    `securepipe maintain` may remove the files), or readable now. Never raises on a broken table:
+    what could not be read is listed under `errors`, and the verdict is `erased` only when
+    nothing is readable, every table could be read and every subject has a tombstone.
 
     Returns:
-        A JSON-ready report with `erased`, `values_readable`, `tables`, `subjects` and `errors`.
+        A JSON-ready report with `erased`, `values_readable`, `tables`, `subjects`, `errors`.
     """
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
     report: dict[str, Any] = {
         "subjects": len(ids),
-        "versions_checked": 0,
+        "tables_checked": 0,
         "values_found": 0,
         "values_readable": 0,
         "tables": {},
@@ -513,6 +624,7 @@ def verify_erasure(
     }
     hashes = subject_hashes(cfg, keys, ids) if cfg.erasure is not None else []
     live: set[str] = set()
+    tombstoned = 0
     try:
         if hashes and DeltaTable.isDeltaTable(spark, store_path(cfg)):
             hash_df = spark.createDataFrame([(h,) for h in hashes], "subject_hash string")
@@ -524,98 +636,51 @@ def verify_erasure(
                 .collect()
             )
             live = {r[0] for r in found}
-        tombstoned = (
-            _tombstones(spark, cfg)
-            .where(F.col("subject_hash").isin(hashes))
-            .select("subject_hash")
-            .distinct()
-            .count()
-            if hashes
-            else 0
-        )
+        if hashes:
+            tombstoned = (
+                _tombstones(spark, cfg)
+                .where(F.col("subject_hash").isin(hashes))
+                .select("subject_hash")
+                .distinct()
+                .count()
+            )
     except Exception as exc:  # a broken store is reported, not raised
         report["errors"].append({"path": store_path(cfg), "error": type(exc).__name__})
-        tombstoned = 0
     live_ids = [i for i, h in zip(ids, hashes, strict=True) if h in live]
     report["subject_keys_live"] = len(live_ids)
     report["tombstoned"] = tombstoned
     retention = timedelta(hours=cfg.retention.vacuum_hours)
     id_df = F.broadcast(spark.createDataFrame([(i,) for i in ids], "subject_id string"))
     for table in subject_tables(cfg):
-        subject = str(cfg.table(table).subject)
-        for kind, tpath in _targets(cfg, table, policy):
+        for kind, root in _targets(cfg, table, policy):
             try:
-                if not DeltaTable.isDeltaTable(spark, tpath):
-                    continue
-                history = (
-                    DeltaTable.forPath(spark, tpath).history().select("version", "timestamp")
-                ).collect()
+                columns = _scan_target(spark, cfg, table, kind, root, id_df, live_ids, policy)
             except Exception as exc:
-                report["errors"].append({"path": tpath, "error": type(exc).__name__})
+                report["errors"].append({"path": root, "error": type(exc).__name__})
                 continue
-            stamps = {int(r["version"]): r["timestamp"] for r in history}
-            latest = max(stamps) if stamps else -1
-            columns: dict[str, dict[str, Any]] = {}
-            for version in sorted(stamps):
-                try:
-                    df = spark.read.format("delta").option("versionAsOf", version).load(tpath)
-                    meta = {f.name: dict(f.metadata or {}) for f in df.schema.fields}
-                    classes = _column_classes(cfg, table, df.columns, meta)
-                    if not classes:
-                        continue
-                    report["versions_checked"] += 1
-                    if subject not in df.columns:
-                        counts = {c: -1 for c in classes}
-                        readable_counts = dict(counts)
-                        classes = {c: "unattributable" for c in classes}
-                    else:
-                        rows = df.join(id_df, df[subject] == id_df.subject_id, "left_semi")
-                        live_rows = F.col(subject).isin(live_ids) if live_ids else F.lit(False)
-                        agg = rows.agg(
-                            *[F.count(F.col(c)).alias(f"n_{i}") for i, c in enumerate(classes)],
-                            *[
-                                F.count(F.when(live_rows, F.col(c))).alias(f"l_{i}")
-                                for i, c in enumerate(classes)
-                            ],
-                        ).first()
-                        assert agg is not None  # an aggregation always has one row
-                        counts = {c: int(agg[f"n_{i}"]) for i, c in enumerate(classes)}
-                        readable_counts = {c: int(agg[f"l_{i}"]) for i, c in enumerate(classes)}
-                except Exception as exc:
-                    report["errors"].append(
-                        {"path": tpath, "version": version, "error": type(exc).__name__}
-                    )
-                    continue
-                for column, klass in classes.items():
-                    n = counts[column]
-                    if n == 0:
-                        continue
-                    entry = columns.setdefault(
-                        column,
-                        {"class": klass, "versions": [], "values": 0, "readable": 0},
-                    )
-                    entry["versions"].append(version)
-                    entry["values"] += max(n, 0)
-                    if klass in _READABLE:
-                        entry["readable"] += max(n, 0) if n >= 0 else 1
-                    else:  # subject_key: readable only while the subject's key lives
-                        entry["readable"] += readable_counts[column]
+            report["tables_checked"] += 1
             for entry in columns.values():
-                last = max(entry["versions"])
-                if entry["readable"] == 0:
+                versions = sorted(entry.pop("versions", set()))
+                entry["versions"] = versions
+                gone = entry.pop("removed", None)
+                still_live = entry.pop("live", False)
+                if entry["class"] == "unattributable":
+                    entry["status"] = _STATUS["unattributable"]
+                elif entry["readable"] == 0:
                     entry["status"] = _STATUS["subject_key"]
                 elif entry["class"] == "subject_key":
                     entry["status"] = "readable: the subject's key still exists (not erased)"
-                elif last == latest:
+                elif still_live:
                     entry["status"] = "readable in the current version (not erased)"
                 else:
-                    gone = stamps[last + 1] if last + 1 in stamps else stamps[latest]
                     entry["status"] = _STATUS[entry["class"]]
-                    entry["removable_after"] = (gone + retention).isoformat(timespec="seconds")
+                    if gone is not None:
+                        removable = gone + retention
+                        entry["removable_after"] = removable.isoformat(timespec="seconds")
                 report["values_found"] += entry["values"]
                 report["values_readable"] += entry["readable"]
             if columns:
-                report["tables"][f"{kind}/{table}"] = {"path": tpath, "columns": columns}
+                report["tables"][f"{kind}/{table}"] = {"path": root, "columns": columns}
     report["erased"] = (
         report["values_readable"] == 0
         and not report["errors"]

@@ -141,7 +141,10 @@ def test_nightly_on_the_standalone_cluster_publishes(
 ) -> None:
     def provided(doc: dict[str, Any]) -> None:
         doc["spark"].update(jars="provided", shuffle_partitions=2)
-        doc["spark"]["conf"] = {"spark.databricks.delta.snapshotPartitions": "2"}
+        doc["spark"]["conf"] = {
+            "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+        }
 
     config = write_config(tmp_path, provided)
     generate_landing(tmp_path / "landing", DAY, rows=120, seed=11)

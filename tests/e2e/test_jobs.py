@@ -30,7 +30,10 @@ def _config(tmp: Path, **spark: object) -> Path:
             "shuffle_partitions": 2,
             "ui_enabled": False,
             "jars_dir": str(ROOT / ".cache" / "jars"),
-            "conf": {"spark.databricks.delta.snapshotPartitions": "2"},
+            "conf": {
+                "spark.databricks.delta.snapshotPartitions": "2",
+                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+            },
             **spark,
         }
     )

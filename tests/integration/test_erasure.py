@@ -1,4 +1,4 @@
-"""Right to erasure that survives time travel: per-subject keys, erase, verify-erasure."""
+"""Right to erasure that survives time travel, re-runs, later files and key rotation."""
 
 from __future__ import annotations
 
@@ -12,14 +12,24 @@ from pyspark.sql import functions as F
 from securepipe.access.policy import load_access_policy
 from securepipe.access.views import access_path
 from securepipe.config import load_config
-from securepipe.erasure import erase_subjects, reveal_subject_columns, store_path, verify_erasure
+from securepipe.crypto.keyring import Keyring
+from securepipe.erasure import (
+    erase_subjects,
+    reveal_subject_columns,
+    rewrap_store,
+    store_path,
+    subject_keys_wrapped_under,
+    tombstone_path,
+    verify_erasure,
+)
 from securepipe.generate import generate_landing
 from securepipe.pipeline import quarantine_path, resolve_keys, run_nightly, table_path
 from tests.integration.leakscan import find_plaintext
 from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.spark
-DAY = "2026-07-01"
+DAY, DAY2 = "2026-07-01", "2026-07-02"
+VICTIM = "C000000005"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +39,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     cfg = load_config(path)
     policy = load_access_policy(path.parent / "access", cfg)
     generate_landing(cfg.landing, DAY, rows=1200, seed=77)
+    generate_landing(cfg.landing, DAY2, rows=40, seed=78)  # the same customers, a day later
     result = run_nightly(spark, cfg, DAY, policy=policy)
     keys = resolve_keys(cfg, list(cfg.tables))
     with (Path(cfg.landing) / "customers" / DAY / "part-0000.csv").open(encoding="utf-8") as fh:
@@ -59,11 +70,12 @@ def test_subject_keys_are_stored_wrapped_under_hashed_ids(env, spark) -> None:  
     hashes = {r[0] for r in store.select("subject_hash").collect()}
     assert not hashes & set(env["source"])
     assert find_plaintext(Path(store_path(cfg)), list(env["source"])) == []
+    assert subject_keys_wrapped_under(spark, cfg, 1) == store.count()  # wraps name their KEK
 
 
 def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None:  # type: ignore[no-untyped-def]
     cfg, version = env["cfg"], env["version"]
-    victim, other = "C000000005", "C000000006"
+    victim, other = VICTIM, "C000000006"
     before = _revealed(spark, env, version, [victim, other])
     assert before[victim] == (env["source"][victim]["full_name"], env["source"][victim]["phone"])
     result = erase_subjects(spark, cfg, [victim], env["keys"], "erase-test-1", env["policy"])
@@ -84,16 +96,97 @@ def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None: 
         .where(F.col("customer_id") == victim)
     )
     assert stored.where(F.col("full_name").isNotNull()).count() == 1
-    report = verify_erasure(spark, cfg, [victim], env["keys"])
-    assert report["erased"] and report["values_found"] >= 2 and report["versions_checked"] >= 2
+    report = verify_erasure(spark, cfg, [victim], env["keys"], env["policy"])
+    assert report["erased"] and report["values_found"] >= 2 and report["tables_checked"] >= 6
+    assert report["tombstoned"] == 1 and report["subject_keys_live"] == 0
+    columns = report["tables"]["tables/customers"]["columns"]
+    # Complete shredding: every personal column of the subject is under the subject's key.
+    assert set(columns) == {
+        "full_name", "email", "phone", "ssn", "date_of_birth", "street_address", "card_number"
+    }  # fmt: skip
+    assert {c["status"] for c in columns.values()} == {"shredded"}
+    assert "access/support/customers" in report["tables"]
+
+
+def _store_hashes(spark, cfg):  # type: ignore[no-untyped-def]
+    return [r[0] for r in spark.read.format("delta").load(store_path(cfg)).collect()]
+
+
+def test_rerun_and_a_later_file_do_not_bring_an_erased_subject_back(env, spark) -> None:  # type: ignore[no-untyped-def]
+    cfg = env["cfg"]
+    keys_before = len(_store_hashes(spark, cfg))
+    for day in (DAY, DAY2):  # the same landing folder re-run, then the subject in a new file
+        result = run_nightly(spark, cfg, day, policy=env["policy"])
+        customers = next(t for t in result.tables if t.table == "customers")
+        assert customers.rows_erased == 1 and customers.reasons["ERASED_SUBJECT"] == 1
+        assert customers.rows_read == (
+            customers.rows_published + customers.rows_quarantined + customers.rows_erased
+        )
+    for path in (table_path(cfg, "customers"), quarantine_path(cfg, "customers")):
+        df = spark.read.format("delta").load(path)
+        assert df.where(F.col("customer_id") == VICTIM).count() == 0
+    assert len(_store_hashes(spark, cfg)) == keys_before  # no new key for the erased subject
+    store = _store_hashes(spark, cfg)
+    assert len(store) == len(set(store))  # one key per subject
+    report = verify_erasure(spark, cfg, [VICTIM], env["keys"], env["policy"])
+    assert report["erased"], report
+    audit = spark.read.format("delta").load(str(Path(cfg.lakehouse) / "_audit" / "runs"))
+    last = audit.orderBy(F.col("ended_at").desc()).first()
+    assert '"rows_erased": 1' in last["tables"]
+
+
+def test_vacuum_of_the_store_restores_the_sessions_retention_setting(env, spark) -> None:  # type: ignore[no-untyped-def]
+    key = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(key, "false")  # whatever the session had, it has again afterwards
+    try:
+        erase_subjects(spark, env["cfg"], ["C000000009"], env["keys"], "erase-setting")
+        assert spark.conf.get(key) == "false"
+    finally:
+        spark.conf.set(key, "true")
+    erase_subjects(spark, env["cfg"], ["C000000010"], env["keys"], "erase-setting-2")
+    assert spark.conf.get(key) == "true"
+
+
+def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spark) -> None:  # type: ignore[no-untyped-def]
+    from securepipe.access.views import read_as
+
+    cfg, policy = env["cfg"], env["policy"]
+    ring = Keyring(cfg.keystore)
+    assert ring.rotate("subject_kek") == 2
+    keys = resolve_keys(cfg, list(cfg.tables))
+    batches = generate_landing(cfg.landing, "2026-07-03", rows=20, seed=79)
+    for batch in batches.values():  # customers never seen before
+        batch.path.write_text(batch.path.read_text().replace("C0000000", "N0000000"))
+    run_nightly(spark, cfg, "2026-07-03", policy=policy)
+    # New subjects are wrapped under v2; older ones still under v1, and both open.
+    assert subject_keys_wrapped_under(spark, cfg, 2) >= 1
+    assert subject_keys_wrapped_under(spark, cfg, 1) >= 1
+    support = read_as(spark, cfg, policy, "customers", "support")
+    assert support.where(F.col("full_name").isNull()).count() == 0
+    rewrapped = rewrap_store(spark, cfg, keys["subject_kek"])
+    assert rewrapped == subject_keys_wrapped_under(spark, cfg, 2)
+    assert subject_keys_wrapped_under(spark, cfg, 1) == 0
+    ring.destroy("subject_kek", 1)  # safe now: nothing is wrapped under it any more
+    keys = resolve_keys(cfg, list(cfg.tables))
+    support = read_as(spark, cfg, policy, "customers", "support")
+    assert support.count() > 0 and support.where(F.col("full_name").isNull()).count() == 0
+    victim = "C000000011"
+    erase_subjects(spark, cfg, [victim], keys, "erase-after-rotation", policy)
+    report = verify_erasure(spark, cfg, [victim], keys, policy)
+    assert report["erased"], report
+    env["keys"] = keys
 
 
 def test_erasing_twice_is_a_no_op_and_unknown_subjects_are_reported(env, spark) -> None:  # type: ignore[no-untyped-def]
     result = erase_subjects(
-        spark, env["cfg"], ["C000000005", "NO-SUCH-SUBJECT"], env["keys"], "erase-test-2"
+        spark, env["cfg"], [VICTIM, "NO-SUCH-SUBJECT"], env["keys"], "erase-test-2"
     )
     assert (result.requested, result.keys_destroyed, result.unknown) == (2, 0, 2)
     assert set(result.rows_deleted.values()) == {0}
+    # A subject erased before it ever arrives is tombstoned all the same.
+    assert result.tombstones_added == 1
+    tombs = spark.read.format("delta").load(tombstone_path(env["cfg"]))
+    assert "NO-SUCH-SUBJECT" not in {r[0] for r in tombs.collect()}  # keyed hashes only
 
 
 def test_store_files_of_destroyed_keys_are_vacuumed(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -153,3 +246,21 @@ def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, tmp_path) -> None
         timeout=300,
     )
     assert verify.returncode == 0 and "none readable" in verify.stdout
+
+
+def test_the_subject_index_key_cannot_be_rotated(env) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    cfg = env["cfg"]
+    exe = str(Path(sys.executable).parent / "securepipe")
+    proc = subprocess.run(
+        [exe, "keys", "rotate", "subject_index", "--config", cfg.source_file],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "key 'subject_index' (hmac) cannot be rotated" in proc.stderr
+    assert "subject index key of erasure cannot be replaced" in proc.stderr
+    assert Keyring(cfg.keystore).handle("subject_index").current == 1

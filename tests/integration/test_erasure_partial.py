@@ -1,0 +1,102 @@
+"""An honest `verify-erasure`: a table with `erasure: partial` is not reported as erased.
+
+Column keys, hmac tokens, format-preserving tokens and role-table masks all outlive an erasure
+until VACUUM; the report names each with the date its files may go, and the CLI exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from securepipe.access.policy import load_access_policy
+from securepipe.config import load_config
+from securepipe.erasure import erase_subjects, verify_erasure
+from securepipe.generate import generate_landing
+from securepipe.pipeline import resolve_keys, run_nightly, table_path
+from tests.integration.test_gates import write_config
+
+pytestmark = pytest.mark.spark
+DAY = "2026-08-01"
+VICTIM = "C000000003"
+
+
+def _partial(doc: dict[str, Any]) -> None:
+    doc["keys"].update(
+        customer_pii={"type": "aead"}, contact_token={"type": "hmac"}, ssn_fpe={"type": "fpe"}
+    )
+    customers = doc["tables"]["customers"]
+    customers.update(erasure="partial", erasure_reason="legacy consumers need column keys")
+    cols = customers["columns"]
+    cols["date_of_birth"]["protect"] = {"op": "encrypt", "key": "customer_pii"}
+    cols["email"]["protect"] = {"op": "tokenize", "kind": "hmac", "key": "contact_token"}
+    cols["ssn"]["protect"] = {"op": "fpe", "alphabet": "digits", "key": "ssn_fpe"}
+
+
+@pytest.fixture(scope="module")
+def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("partial")
+    path = write_config(tmp, _partial)
+    roles = path.parent / "access" / "roles.yaml"
+    doc = yaml.safe_load(roles.read_text())
+    doc["roles"]["analyst"]["tables"]["customers"]["columns"]["ssn"] = "mask:last4"
+    roles.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path)
+    policy = load_access_policy(path.parent / "access", cfg)
+    generate_landing(cfg.landing, DAY, rows=60, seed=5)
+    run_nightly(spark, cfg, DAY, tables=["customers"], policy=policy)
+    keys = resolve_keys(cfg, list(cfg.tables))
+    erase_subjects(spark, cfg, [VICTIM], keys, "erase-partial", policy)
+    return {"cfg": cfg, "policy": policy, "keys": keys, "path": path}
+
+
+def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, spark) -> None:  # type: ignore[no-untyped-def]
+    report = verify_erasure(spark, env["cfg"], [VICTIM], env["keys"], env["policy"])
+    assert not report["erased"] and report["values_readable"] > 0
+    columns = report["tables"]["tables/customers"]["columns"]
+    assert columns["full_name"]["status"] == "shredded"
+    assert columns["date_of_birth"]["status"] == "readable with a live column key until VACUUM"
+    assert columns["ssn"]["class"] == "column_key"
+    assert columns["email"]["status"] == "linkable token until VACUUM"
+    assert all("removable_after" in columns[c] for c in ("date_of_birth", "ssn", "email"))
+    masked = report["tables"]["access/analyst/customers"]["columns"]["ssn"]
+    assert masked["status"] == "masked value in clear until VACUUM"
+    assert report["errors"] == []
+
+
+def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ignore[no-untyped-def]
+    ids = Path(env["cfg"].lakehouse).parent / "ids.txt"
+    ids.write_text(VICTIM + "\n")
+    exe = str(Path(sys.executable).parent / "securepipe")
+    proc = subprocess.run(
+        [exe, "verify-erasure", "--config", str(env["path"]), "--subjects", str(ids)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "tables/customers.date_of_birth" in proc.stderr
+    assert "readable with a live column key until VACUUM (removable after" in proc.stderr
+    assert "not erased:" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["erased"] is False
+    assert VICTIM not in proc.stdout  # ids never appear in the report
+
+
+def test_a_broken_table_is_reported_not_raised(env, spark) -> None:  # type: ignore[no-untyped-def]
+    root = Path(table_path(env["cfg"], "customers"))
+    log = root / "_delta_log"
+    hidden = log.with_name("_delta_log.hidden")
+    log.rename(hidden)  # a table whose log went missing
+    try:
+        report = verify_erasure(spark, env["cfg"], [VICTIM], env["keys"], env["policy"])
+    finally:
+        hidden.rename(log)
+    assert not report["erased"]
+    assert any(e["path"] == str(root) for e in report["errors"])
