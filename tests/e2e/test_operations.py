@@ -71,11 +71,24 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
         assert proc.poll() is None, "the run ended before reaching the publish step"
         assert time.monotonic() < deadline
         time.sleep(0.5)
+    # The paused night holds the lakehouse lock (shared): an erasure waits for it, then gives up
+    # naming the lock.
+    ids = tmp_path / "ids.txt"
+    ids.write_text("C000000001\n")
+    erase = subprocess.run(
+        [str(BIN), "erase", "--config", str(config), "--subjects", str(ids)],
+        capture_output=True,
+        text=True,
+        env=_env(SECUREPIPE_LOCK_WAIT="2"),
+        timeout=120,
+    )
+    assert erase.returncode == 1
+    assert f"waited 2 s for {Path(cfg.lakehouse) / '_locks' / 'lakehouse.lock'}" in erase.stderr
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, mid-run, after protection
     proc.wait(timeout=60)
     assert _delta_version(table) == before
     assert _delta_version(Path(cfg.lakehouse) / "quarantine" / "customers") == before
-    # The killed run's lock is stale (its pid is gone): the next run takes it over.
+    # The killed run's locks died with it (flock): the next run takes them at once.
     again = _run(config, "--date", D2)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _delta_version(table) == before + 1
@@ -89,6 +102,9 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
 def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(setup) -> None:  # type: ignore[no-untyped-def]
     config, cfg = setup
     assert _run(config, "--date", D1).returncode == 0  # the table exists
+    for day in (D2, D3):  # the same 60 customers, never seen before, arrive in both runs
+        path = Path(cfg.landing) / "customers" / day / "part-0000.csv"
+        path.write_text(path.read_text().replace("C0000000", "N0000000"))
     cmd = [str(BIN), "run", "--config", str(config), "--tables", "customers"]
     a = subprocess.Popen(
         [*cmd, "--date", D2], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
@@ -106,25 +122,32 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
     dates = table.to_pyarrow_table(columns=["run_date"]).column("run_date").to_pylist()
     assert sorted({str(d) for d in dates}) == [D1, D2, D3]
     assert len(dates) == 3 * 60  # no duplicate, no loss
+    # Both runs created keys for the same new subjects at the same time: one key each (MERGE).
+    store = DeltaTable(str(Path(cfg.lakehouse) / "_keys" / "subjects"))
+    hashes = store.to_pyarrow_table(columns=["subject_hash"]).column("subject_hash").to_pylist()
+    assert len(hashes) == len(set(hashes)) >= 2 * 60
 
     lock = Path(cfg.lakehouse) / "_locks" / f"nightly-{D3}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen(["sleep", "60"])
+    hold = (
+        "import sys, time\n"
+        "from securepipe.locks import run_lock\n"
+        "with run_lock(sys.argv[1], sys.argv[2]):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(lock.parent), f"nightly-{D3}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        lock.write_text(
-            json.dumps(
-                {
-                    "pid": holder.pid,
-                    "host": os.uname().nodename,
-                    "since": "2026-09-03T02:30:00+00:00",
-                }
-            )
-        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         locked = _run(config, "--date", D3)
     finally:
         holder.kill()
+        holder.wait()
     assert locked.returncode == 1
-    assert f"another run holds {lock}" in locked.stderr
+    assert f"another run holds {lock} (pid {holder.pid} " in locked.stderr
 
 
 def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:  # type: ignore[no-untyped-def]

@@ -38,7 +38,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     path = write_config(tmp)
     cfg = load_config(path)
     policy = load_access_policy(path.parent / "access", cfg)
-    generate_landing(cfg.landing, DAY, rows=1200, seed=77)
+    generate_landing(cfg.landing, DAY, rows=400, seed=77)
     generate_landing(cfg.landing, DAY2, rows=40, seed=78)  # the same customers, a day later
     result = run_nightly(spark, cfg, DAY, policy=policy)
     keys = resolve_keys(cfg, list(cfg.tables))
@@ -116,7 +116,7 @@ def test_rerun_and_a_later_file_do_not_bring_an_erased_subject_back(env, spark) 
     cfg = env["cfg"]
     keys_before = len(_store_hashes(spark, cfg))
     for day in (DAY, DAY2):  # the same landing folder re-run, then the subject in a new file
-        result = run_nightly(spark, cfg, day, policy=env["policy"])
+        result = run_nightly(spark, cfg, day)
         customers = next(t for t in result.tables if t.table == "customers")
         assert customers.rows_erased == 1 and customers.reasons["ERASED_SUBJECT"] == 1
         assert customers.rows_read == (
@@ -140,11 +140,9 @@ def test_vacuum_of_the_store_restores_the_sessions_retention_setting(env, spark)
     spark.conf.set(key, "false")  # whatever the session had, it has again afterwards
     try:
         erase_subjects(spark, env["cfg"], ["C000000009"], env["keys"], "erase-setting")
-        assert spark.conf.get(key) == "false"
+        assert spark.conf.get(key) == "false"  # not reset to a hard-coded "true"
     finally:
         spark.conf.set(key, "true")
-    erase_subjects(spark, env["cfg"], ["C000000010"], env["keys"], "erase-setting-2")
-    assert spark.conf.get(key) == "true"
 
 
 def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -153,6 +151,7 @@ def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spar
     cfg, policy = env["cfg"], env["policy"]
     ring = Keyring(cfg.keystore)
     assert ring.rotate("subject_kek") == 2
+    assert ring.rotate("quarantine") == 2  # an aead column key rotates in place too
     keys = resolve_keys(cfg, list(cfg.tables))
     batches = generate_landing(cfg.landing, "2026-07-03", rows=20, seed=79)
     for batch in batches.values():  # customers never seen before
@@ -163,6 +162,12 @@ def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spar
     assert subject_keys_wrapped_under(spark, cfg, 1) >= 1
     support = read_as(spark, cfg, policy, "customers", "support")
     assert support.where(F.col("full_name").isNull()).count() == 0
+    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    versions = {
+        int.from_bytes(bytes(r[0])[1:5], "big"): str(r[1])
+        for r in q.where("_raw_record is not null").select("_raw_record", "run_date").collect()
+    }
+    assert versions.get(2) == "2026-07-03" and 1 in versions  # old raw records keep v1
     rewrapped = rewrap_store(spark, cfg, keys["subject_kek"])
     assert rewrapped == subject_keys_wrapped_under(spark, cfg, 2)
     assert subject_keys_wrapped_under(spark, cfg, 1) == 0
@@ -171,7 +176,7 @@ def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spar
     support = read_as(spark, cfg, policy, "customers", "support")
     assert support.count() > 0 and support.where(F.col("full_name").isNull()).count() == 0
     victim = "C000000011"
-    erase_subjects(spark, cfg, [victim], keys, "erase-after-rotation", policy)
+    erase_subjects(spark, cfg, [victim], keys, "erase-after-rotation")
     report = verify_erasure(spark, cfg, [victim], keys, policy)
     assert report["erased"], report
     env["keys"] = keys
@@ -199,13 +204,13 @@ def test_store_files_of_destroyed_keys_are_vacuumed(env, spark) -> None:  # type
         spark.read.format("delta").option("versionAsOf", first).load(store_path(cfg)).collect()
 
 
-def test_bulk_erasure_of_a_thousand_subjects(env, spark) -> None:  # type: ignore[no-untyped-def]
+def test_bulk_erasure_of_three_hundred_subjects(env, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = env["cfg"]
-    ids = sorted(env["source"])[100:1100]
+    ids = sorted(env["source"])[100:400]
     result = erase_subjects(spark, cfg, ids, env["keys"], "erase-bulk", env["policy"])
-    assert result.keys_destroyed == 1000
+    assert result.keys_destroyed == 300
     report = verify_erasure(spark, cfg, ids, env["keys"])
-    assert report["erased"] and report["values_found"] >= 2000
+    assert report["erased"] and report["values_found"] >= 600
     remaining = spark.read.format("delta").load(table_path(cfg, "customers"))
     assert remaining.where(F.col("customer_id").isin(ids)).count() == 0
     q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))

@@ -6,6 +6,7 @@ until VACUUM; the report names each with the date its files may go, and the CLI 
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -24,7 +25,6 @@ from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.spark
 DAY = "2026-08-01"
-VICTIM = "C000000003"
 
 
 def _partial(doc: dict[str, Any]) -> None:
@@ -49,15 +49,17 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     roles.write_text(yaml.safe_dump(doc))
     cfg = load_config(path)
     policy = load_access_policy(path.parent / "access", cfg)
-    generate_landing(cfg.landing, DAY, rows=60, seed=5)
+    batch = generate_landing(cfg.landing, DAY, rows=60, seed=5)["customers"]
+    with batch.path.open(encoding="utf-8") as fh:  # an EU customer: the analyst sees it
+        victim = next(r["customer_id"] for r in csv.DictReader(fh) if r["region"] == "EU")
     run_nightly(spark, cfg, DAY, tables=["customers"], policy=policy)
     keys = resolve_keys(cfg, list(cfg.tables))
-    erase_subjects(spark, cfg, [VICTIM], keys, "erase-partial", policy)
-    return {"cfg": cfg, "policy": policy, "keys": keys, "path": path}
+    erase_subjects(spark, cfg, [victim], keys, "erase-partial", policy)
+    return {"cfg": cfg, "policy": policy, "keys": keys, "path": path, "victim": victim}
 
 
 def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, spark) -> None:  # type: ignore[no-untyped-def]
-    report = verify_erasure(spark, env["cfg"], [VICTIM], env["keys"], env["policy"])
+    report = verify_erasure(spark, env["cfg"], [env["victim"]], env["keys"], env["policy"])
     assert not report["erased"] and report["values_readable"] > 0
     columns = report["tables"]["tables/customers"]["columns"]
     assert columns["full_name"]["status"] == "shredded"
@@ -72,7 +74,7 @@ def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, sp
 
 def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ignore[no-untyped-def]
     ids = Path(env["cfg"].lakehouse).parent / "ids.txt"
-    ids.write_text(VICTIM + "\n")
+    ids.write_text(env["victim"] + "\n")
     exe = str(Path(sys.executable).parent / "securepipe")
     proc = subprocess.run(
         [exe, "verify-erasure", "--config", str(env["path"]), "--subjects", str(ids)],
@@ -86,7 +88,7 @@ def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ig
     assert "not erased:" in proc.stderr
     report = json.loads(proc.stdout)
     assert report["erased"] is False
-    assert VICTIM not in proc.stdout  # ids never appear in the report
+    assert env["victim"] not in proc.stdout  # ids never appear in the report
 
 
 def test_a_broken_table_is_reported_not_raised(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +97,7 @@ def test_a_broken_table_is_reported_not_raised(env, spark) -> None:  # type: ign
     hidden = log.with_name("_delta_log.hidden")
     log.rename(hidden)  # a table whose log went missing
     try:
-        report = verify_erasure(spark, env["cfg"], [VICTIM], env["keys"], env["policy"])
+        report = verify_erasure(spark, env["cfg"], [env["victim"]], env["keys"], env["policy"])
     finally:
         hidden.rename(log)
     assert not report["erased"]

@@ -327,3 +327,23 @@ def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, 
     assert result.reasons == {"INVALID_FORMAT:ssn": 1}
     row = spark.read.format("delta").load(table_path(cfg, "customers")).collect()[0]
     assert (row["customer_id"], row["city"], str(row["balance"])) == ("C1", "London", "10.00")
+
+
+def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from securepipe.errors import KeyAccessError
+    from securepipe.pipeline import check_keyring_not_rolled_back, resolve_keys
+
+    cfg = nightly["cfg"]
+    keys = resolve_keys(cfg, ["customers"])
+    path = table_path(cfg, "customers")
+    check_keyring_not_rolled_back(spark, path, "customers", keys)  # today's keyring passes
+    # A keyring restored from an older copy: a lower generation than the last commit records.
+    older = {n: dataclasses.replace(h, generation=0) for n, h in keys.items()}
+    with pytest.raises(KeyAccessError, match=r"keyring generation \d+, the key store holds 0"):
+        check_keyring_not_rolled_back(spark, path, "customers", older)
+    # A key whose current version went back below what the table was written with.
+    rolled = {**keys, "quarantine": dataclasses.replace(keys["quarantine"], current=0)}
+    with pytest.raises(KeyAccessError, match=r"key 'quarantine': table 'customers' was last"):
+        check_keyring_not_rolled_back(spark, path, "customers", rolled)

@@ -1,0 +1,49 @@
+"""The AES-GCM encryption budget: totals per key version, a warning past the limit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from securepipe import pipeline
+from securepipe.crypto.keyring import Keyring
+from securepipe.pipeline import TableResult
+from tests.conftest import make_config
+
+
+def _published(count: int) -> TableResult:
+    return TableResult(
+        table="customers",
+        status="published",
+        rows_read=count,
+        rows_published=count,
+        rows_quarantined=0,
+        table_path="t",
+        table_version=1,
+        quarantine_path="q",
+        quarantine_version=1,
+        encryptions={"quarantine:v1": count},
+    )
+
+
+def test_a_key_version_past_the_budget_is_named_in_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_config(tmp_path)
+    Keyring(cfg.keystore, create=True).ensure(cfg.keys)
+    monkeypatch.setattr(pipeline, "ENCRYPTION_BUDGET", 10)
+    with caplog.at_level(logging.WARNING, logger="securepipe.pipeline"):
+        pipeline._count_encryptions(cfg, [_published(6)])
+        assert "rotate" not in caplog.text
+        pipeline._count_encryptions(cfg, [_published(6)])  # another night: 12 in total
+    assert "key quarantine:v1 has sealed 12 values with random nonces (budget 10)" in caplog.text
+    assert "securepipe keys rotate quarantine" in caplog.text
+    # A refused (gate failed) table sealed nothing that was kept: it does not count.
+    failed = _published(100)
+    failed.status = "gate_failed"
+    pipeline._count_encryptions(cfg, [failed])
+    assert Keyring(cfg.keystore).record_encryptions({}) == {}
+    described = {k["name"]: k for k in Keyring(cfg.keystore).describe()}
+    assert described["quarantine"]["encryptions"] == {"1": 12}
