@@ -59,6 +59,10 @@ ROLES = {
 def write_workload_config(dest: Path) -> Path:
     """`dest/pipeline.yaml` (+ gates/, access/) for the standard workload; returns its path."""
     doc = yaml.safe_load((ROOT / "conf" / "pipeline.yaml").read_text())
+    # Column keys: the workload measures one operator family per column, without a subject.
+    doc["keys"].update(
+        customer_pii={"type": "aead"}, contact_token={"type": "hmac"}, ssn_fpe={"type": "fpe"}
+    )
     customers = doc["tables"]["customers"]
     customers["columns"] = {c: customers["columns"][c] for c in COLUMNS}
     for column, protect in PROTECT.items():

@@ -155,6 +155,24 @@ def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str)
         retry_concurrent(builder.execute, f"creating {what} {path}")
 
 
+def _insert_new_hashes(spark: SparkSession, path: str, rows: DataFrame, what: str) -> int:
+    """MERGE `rows` into the Delta table at `path`, inserting only subject hashes it lacks.
+
+    A concurrent writer that inserted the same hashes first makes Delta refuse the commit; the
+    retry then finds them and inserts nothing twice. Returns the number of rows inserted.
+    """
+
+    def merge() -> int:
+        target = DeltaTable.forPath(spark, path)
+        target.alias("t").merge(
+            rows.alias("n"), "t.subject_hash = n.subject_hash"
+        ).whenNotMatchedInsertAll().execute()
+        last = target.history(1).collect()[0]
+        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+    return retry_concurrent(merge, what)
+
+
 def with_subject_hash(df: DataFrame, subject_column: str, index: KeyHandle) -> DataFrame:
     """Add `_subject_hash`: the keyed hash of the subject column (pure)."""
     return df.withColumn(HASH_COLUMN, _hash_udf(index)(F.col(subject_column).cast("string")))
@@ -216,15 +234,7 @@ def ensure_subject_keys(
         if not count:
             return 0
 
-        def merge() -> int:
-            target = DeltaTable.forPath(spark, path)
-            target.alias("s").merge(
-                new.alias("n"), "s.subject_hash = n.subject_hash"
-            ).whenNotMatchedInsertAll().execute()
-            last = target.history(1).collect()[0]
-            return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
-
-        return retry_concurrent(merge, f"creating subject keys in {path}")
+        return _insert_new_hashes(spark, path, new, f"creating subject keys in {path}")
     finally:
         new.unpersist()
 
@@ -348,15 +358,7 @@ def _add_tombstones(
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = spark.createDataFrame([(h, now, run_id) for h in hashes], TOMBSTONE_SCHEMA)
 
-    def merge() -> int:
-        target = DeltaTable.forPath(spark, path)
-        target.alias("t").merge(
-            rows.alias("n"), "t.subject_hash = n.subject_hash"
-        ).whenNotMatchedInsertAll().execute()
-        last = target.history(1).collect()[0]
-        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
-
-    return retry_concurrent(merge, f"writing tombstones {path}")
+    return _insert_new_hashes(spark, path, rows, f"writing tombstones {path}")
 
 
 def erase_subjects(

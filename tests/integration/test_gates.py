@@ -115,7 +115,7 @@ def test_compliance_record_parses_and_matches_the_run(published, spark) -> None:
     assert record["run_id"] == result.run_id
     assert record["job"] == "nightly" and record["securepipe"]
     assert record["config_hash"] == cfg.fingerprint() == result.config_hash
-    assert record["key_versions"]["customer_pii"] == 1
+    assert record["key_versions"]["quarantine"] == 1
     assert record["rows_read"] == customers.rows_read
     assert record["rows_published"] == customers.rows_published
     assert record["rows_quarantined"] == customers.rows_quarantined

@@ -44,7 +44,8 @@ def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None
     assert latest_ok["rows_read"] == 54 and latest_ok["rows_published"] == 50
     tables = json.loads(latest_ok["tables"])
     assert tables["customers"]["version"] == r2.tables[0].table_version
-    assert json.loads(latest_ok["key_versions"])["customer_pii"] == 1
+    assert json.loads(latest_ok["key_versions"])["quarantine"] == 1
+    assert tables["customers"]["rows_erased"] == 0
     assert all("sha256" in f for f in json.loads(latest_ok["input_checksums"]))
     assert "leak_scan" in rows[0]["message"]
     assert rows[0]["user"] and rows[0]["host"] and rows[0]["ended_at"] >= rows[0]["started_at"]
@@ -93,15 +94,16 @@ def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> No
     assert {r["key"]: r["value"] for r in props}["delta.logRetentionDuration"] == "interval 7 days"
 
 
-def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+def test_run_lock_refuses_a_live_holder_and_ignores_a_leftover_file(tmp_path: Path) -> None:
     with (
         run_lock(tmp_path, "nightly-x"),
         pytest.raises(RunLocked, match="another run holds"),
         run_lock(tmp_path, "nightly-x"),
     ):
         pass
-    dead = tmp_path / "nightly-y.lock"
-    dead.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
+    # A pid file left by an older securepipe (or any text) is not a lock: only a live flock is.
+    leftover = tmp_path / "nightly-y.lock"
+    leftover.write_text(json.dumps({"pid": 2**22 + 12345, "host": os.uname().nodename}))
     with run_lock(tmp_path, "nightly-y"):
-        assert json.loads(dead.read_text())["pid"] == os.getpid()
-    assert not dead.exists()
+        assert json.loads(leftover.read_text())["pid"] == os.getpid()
+    assert leftover.read_text() == ""  # released: the holder's details are cleared

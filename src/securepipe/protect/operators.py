@@ -182,16 +182,8 @@ def fpe_alphabet(params: Mapping[str, Any]) -> str:
     return ALPHABETS[str(params.get("alphabet", "digits"))]
 
 
-@register_operator
-class Fpe(Operator):
-    """FF1 format-preserving token over an alphabet; other characters stay in place."""
-
-    name = "fpe"
-    key_type = "fpe"
-    optional = frozenset({"alphabet", "chars", "tweak"})
-    reversible = True
-    erasure = "column_key"
-    cryptographic = True
+class _FpeShape:
+    """FF1's input domain and output shape, shared by `fpe` and `fpe_subject`."""
 
     def well_formed(
         self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
@@ -202,6 +194,18 @@ class Fpe(Operator):
     def accepts(self, col: Column, params: Mapping[str, Any]) -> Column | None:
         """FF1 cannot encrypt fewer than ~6 digits: such a value is not of the declared format."""
         return fpe_shape(col, params)
+
+
+@register_operator
+class Fpe(_FpeShape, Operator):
+    """FF1 format-preserving token over an alphabet; other characters stay in place."""
+
+    name = "fpe"
+    key_type = "fpe"
+    optional = frozenset({"alphabet", "chars", "tweak"})
+    reversible = True
+    erasure = "column_key"
+    cryptographic = True
 
     def validate(
         self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
@@ -424,7 +428,7 @@ class TokenizeSubject(_SubjectOperator):
 
 
 @register_operator
-class FpeSubject(_SubjectOperator):
+class FpeSubject(_FpeShape, _SubjectOperator):
     """FF1 format-preserving token under a key derived from the subject's key (erasable)."""
 
     name = "fpe_subject"
@@ -438,16 +442,6 @@ class FpeSubject(_SubjectOperator):
         """The same alphabet rules as `fpe`."""
         Fpe().validate({**params, "key": "_"}, column, {"_": KeyConfig(type="fpe")})
         super().validate(params, column, keys)
-
-    def well_formed(
-        self, col: Column, params: Mapping[str, Any], key: KeyHandle | None
-    ) -> Column | None:
-        """Enough characters of the fpe alphabet for FF1's domain."""
-        return fpe_shape(col, params)
-
-    def accepts(self, col: Column, params: Mapping[str, Any]) -> Column | None:
-        """The same input domain as `fpe`."""
-        return fpe_shape(col, params)
 
     def subject_args(self, table: str, column: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The alphabet and the tweak (`<table>.<column>` by default)."""
