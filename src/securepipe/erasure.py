@@ -35,6 +35,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import arrow_udf
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
 
+from securepipe.access.publish import publish_role_tables
+from securepipe.access.views import role_columns
 from securepipe.config import PipelineConfig
 from securepipe.crypto.envelope import hmac_many
 from securepipe.crypto.keycache import data_keys
@@ -372,8 +374,6 @@ def erase_subjects(
     """Erase data subjects everywhere (see the module doc). Unknown subjects are counted, not
     fatal; erasing twice is a no-op. The caller holds the exclusive lakehouse lock (the VACUUM
     below Delta's safety threshold is safe only then)."""
-    from securepipe.access.publish import publish_role_tables
-
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
     hashes = subject_hashes(cfg, keys, ids)
     # Tombstones first: if anything below fails, the subjects still never come back.
@@ -543,8 +543,6 @@ def _scan_target(
     df = spark.read.option("mergeSchema", "true").parquet(*files)
     meta = {f.name: dict(f.metadata or {}) for f in df.schema.fields}
     if kind.startswith("access/") and policy is not None:
-        from securepipe.access.views import role_columns
-
         for column, treatment in role_columns(policy, kind.split("/", 1)[1], table).items():
             meta.setdefault(column, {})["securepipe.access"] = treatment.label()
     classes = _column_classes(cfg, table, df.columns, meta)
