@@ -16,7 +16,7 @@ from pathlib import Path
 from job import bench_config, bench_session  # bench/ is the script's folder
 from pyspark.sql import functions as F
 
-from securepipe.erasure import attach_subject_keys, ensure_subject_keys, with_subject_hash
+from securepipe.pipeline.erasure import attach_subject_keys, ensure_subject_keys, with_subject_hash
 from securepipe.pipeline import resolve_keys
 from securepipe.protect.subject_udfs import subject_expr
 from securepipe.protect.udfs import build_encrypt_udf

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from job import DRIVER_MEMORY
 from workload import project_landing, write_workload_config
 
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = "2026-11-28"

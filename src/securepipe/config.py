@@ -38,7 +38,9 @@ __all__ = [
     "SourceConfig",
     "SparkSettings",
     "TableConfig",
+    "format_validation_error",
     "load_config",
+    "read_yaml",
 ]
 
 _TYPE_RE = re.compile(
@@ -103,6 +105,14 @@ class ColumnConfig(_Model):
                 "decimal(p,s), date or timestamp"
             )
         return value
+
+    @property
+    def spark_type(self) -> str:
+        """The Spark SQL type name of the declared type."""
+        return _SPARK_TYPE.get(self.type, self.type)
+
+
+_SPARK_TYPE = {"integer": "int", "bigint": "long", "float": "double"}
 
 
 class SourceConfig(_Model):
@@ -336,18 +346,17 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return f"key {'.'.join(parts)!r}" if parts else "top level"
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
+def format_validation_error(path: Path | str, exc: ValidationError, prefix: str = "") -> str:
+    """One line naming the file, the table, column or key, and what is wrong (never a value)."""
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         msg = err["msg"].removeprefix("Value error, ")
-        problems.append(f"{_location(tuple(err['loc']))}: {msg}")
+        problems.append(f"{prefix}{_location(tuple(err['loc']))}: {msg}")
     return f"{path}: " + "; ".join(problems)
 
 
-def _check_policies(path: Path, cfg: PipelineConfig) -> None:
-    # Imported here: the registry imports pyspark, which config validation must not need first.
-    from securepipe.protect.registry import validate_protection
-
+def _check_structure(path: Path, cfg: PipelineConfig) -> None:
+    """Checks that need the configuration alone (no operator registry, no Great Expectations)."""
     for key_name in (*cfg.keys, *cfg.tables):
         if not _NAME_RE.match(key_name):
             raise ConfigError(f"{path}: name {key_name!r} must match {_NAME_RE.pattern}")
@@ -360,20 +369,7 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
                 raise ConfigError(
                     f"{path}: erasure.{role} {name!r} must name a declared key of type {kind}"
                 )
-    from securepipe.protect.registry import get_operator, operator_names
-
-    known_ops = set(operator_names())
     for table_name, table in cfg.tables.items():
-        per_subject = [
-            c
-            for c, col in table.columns.items()
-            if col.protect.op in known_ops and get_operator(col.protect.op).per_subject
-        ]
-        if per_subject and (table.subject is None or cfg.erasure is None):
-            raise ConfigError(
-                f"{path}: table {table_name!r}, column {per_subject[0]!r}: per-subject "
-                "protection needs the table's subject: column and a top-level erasure: section"
-            )
         if table.erasure == "partial" and not (table.erasure_reason or "").strip():
             raise ConfigError(
                 f"{path}: table {table_name!r}: erasure: partial needs an erasure_reason "
@@ -389,26 +385,31 @@ def _check_policies(path: Path, cfg: PipelineConfig) -> None:
                 f"{path}: table {table_name!r}: quarantine_key {table.quarantine_key!r} "
                 "must name a declared key of type aead"
             )
-        for column_name, column in table.columns.items():
-            where = f"{path}: table {table_name!r}, column {column_name!r}"
+        for column_name in table.columns:
             if not _NAME_RE.match(column_name):
-                raise ConfigError(f"{where}: column names must match {_NAME_RE.pattern}")
-            validate_protection(column, cfg.keys, where)
-            if table.subject is not None and column.classification.personal:
-                left = get_operator(column.protect.op).erasure_class(column.protect.params)
-                if left not in ("subject_key", "nothing") and table.erasure != "partial":
-                    raise ConfigError(
-                        f"{where}: {column.classification.value} data of a subject table under "
-                        f"op {column.protect.op!r} outlives an erasure (old versions keep it "
-                        "until VACUUM); protect it per subject (encrypt_subject, "
-                        "tokenize_subject, fpe_subject) or declare the table's erasure: partial "
-                        "with an erasure_reason"
-                    )
-            if column_name == table.key and column.protect.op not in ("keep", "tokenize", "fpe"):
                 raise ConfigError(
-                    f"{where}: the key column must stay joinable and checkable for uniqueness "
-                    "(op keep, tokenize or fpe)"
+                    f"{path}: table {table_name!r}, column {column_name!r}: column names must "
+                    f"match {_NAME_RE.pattern}"
                 )
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """The parsed YAML document at `path`.
+
+    Raises:
+        ConfigError: unreadable file or bad YAML; the message names the file and the line, never
+            the text around it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
 
 
 def _load_gates(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
@@ -422,14 +423,9 @@ def _load_gates(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     gates: dict[str, Any] = {}
     for name in sorted(names):
         gate_path = path.parent / "gates" / f"{name}.yaml"
-        try:
-            doc = yaml.safe_load(gate_path.read_text(encoding="utf-8"))
-        except OSError:
-            raise ConfigError(f"{path}: gate {name!r}: cannot read {gate_path}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{gate_path}: invalid YAML{where}") from None
+        if not gate_path.is_file():
+            raise ConfigError(f"{path}: gate {name!r}: cannot read {gate_path}")
+        doc = read_yaml(gate_path, f"gate {name!r}")
         if not isinstance(doc, dict):
             raise ConfigError(f"{gate_path}: expected a mapping at the top level")
         doc.setdefault("name", name)
@@ -437,12 +433,16 @@ def _load_gates(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         try:
             gates[name] = GateConfig.model_validate(doc).model_dump()
         except ValidationError as exc:
-            raise ConfigError(_format_validation_error(gate_path, exc)) from None
+            raise ConfigError(format_validation_error(gate_path, exc)) from None
     return gates
 
 
 def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """Load and validate a pipeline configuration file.
+    """Read a pipeline configuration file and check its types and structure.
+
+    This is the ground floor: it needs neither Spark nor the operator registry. Entry points
+    call `securepipe.pipeline.load.load_pipeline`, which adds the checks that need the operators,
+    Great Expectations and the access policy.
 
     Args:
         path: the YAML file (usually `conf/pipeline.yaml`).
@@ -453,21 +453,11 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         The validated, frozen configuration.
 
     Raises:
-        ConfigError: unreadable file, bad YAML, a wrong type, an unclassified column, an unknown key
-            name or an operator that refuses its parameters; the message names the file, table and
-            column.
+        ConfigError: unreadable file, bad YAML, a wrong type, an unclassified column, a bad name
+            or a key of the wrong type; the message names the file, table and column.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    raw = read_yaml(path, "configuration")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -476,11 +466,6 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from None
-    _check_policies(path, cfg)
-    from securepipe.quality.rules import validate_gate
-
-    for table_name, table in cfg.tables.items():
-        for gate_name in table.gates:
-            validate_gate(cfg.gates[gate_name], table_name, table)
+        raise ConfigError(format_validation_error(path, exc)) from None
+    _check_structure(path, cfg)
     return cfg

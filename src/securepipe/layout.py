@@ -1,4 +1,4 @@
-"""Every path of the lakehouse, from the configuration (no Spark, no I/O).
+"""Every path of the lakehouse, from one object built from the configuration (no Spark, no I/O).
 
 ```
 <lakehouse>/tables/<table>            protected, published tables
@@ -14,22 +14,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from securepipe.config import PipelineConfig
-from securepipe.locks import lakehouse_lock_path
 
-__all__ = [
-    "access_path",
-    "lakehouse_lock_file",
-    "lock_dir",
-    "quarantine_path",
-    "reports_root",
-    "storage_root",
-    "store_path",
-    "table_path",
-    "tombstone_path",
-]
+__all__ = ["Layout", "storage_root"]
 
 
 def storage_root(location: str) -> str:
@@ -39,44 +30,78 @@ def storage_root(location: str) -> str:
     return str(Path(location).resolve())
 
 
-def table_path(cfg: PipelineConfig, table: str) -> str:
-    """Where the protected table `table` is published."""
-    return f"{storage_root(cfg.lakehouse)}/tables/{table}"
+@dataclass(frozen=True)
+class Layout:
+    """The lakehouse's paths. `Layout.of(cfg)` is the only place a path is spelled out."""
 
+    root: str  # the lakehouse as Spark sees it (URI, or an absolute local path)
+    landing: str  # the landing root, likewise
+    lock_folder: str | None = None  # `lock_dir:` of the configuration, if set
 
-def quarantine_path(cfg: PipelineConfig, table: str) -> str:
-    """Where the rejected rows of `table` are kept (protected, with reason codes)."""
-    return f"{storage_root(cfg.lakehouse)}/quarantine/{table}"
+    @classmethod
+    def of(cls, cfg: PipelineConfig) -> Layout:
+        """The layout of the configured lakehouse."""
+        return cls(storage_root(cfg.lakehouse), storage_root(cfg.landing), cfg.lock_dir)
 
+    @property
+    def local(self) -> bool:
+        """Whether the lakehouse is on a local file system (file locks beside it work)."""
+        return "://" not in self.root or self.root.startswith("file:")
 
-def access_path(cfg: PipelineConfig, role: str, table: str) -> str:
-    """Where role `role`'s copy of `table` lives."""
-    return f"{storage_root(cfg.lakehouse)}/access/{role}/{table}"
+    def table(self, table: str) -> str:
+        """Where the protected table `table` is published."""
+        return f"{self.root}/tables/{table}"
 
+    def quarantine(self, table: str) -> str:
+        """Where the rejected rows of `table` are kept (protected, with reason codes)."""
+        return f"{self.root}/quarantine/{table}"
 
-def reports_root(cfg: PipelineConfig) -> str:
-    """Where run reports are written."""
-    return f"{storage_root(cfg.lakehouse)}/reports"
+    def access(self, role: str, table: str) -> str:
+        """Where role `role`'s copy of `table` lives."""
+        return f"{self.root}/access/{role}/{table}"
 
+    @property
+    def audit(self) -> str:
+        """`<lakehouse>/_audit/runs`: the append-only run log."""
+        return f"{self.root}/_audit/runs"
 
-def store_path(cfg: PipelineConfig) -> str:
-    """`<lakehouse>/_keys/subjects`: the wrapped per-subject keys, never next to the data."""
-    return f"{storage_root(cfg.lakehouse)}/_keys/subjects"
+    @property
+    def reports(self) -> str:
+        """Where run reports and the access matrix are written."""
+        return f"{self.root}/reports"
 
+    @property
+    def subject_store(self) -> str:
+        """`<lakehouse>/_keys/subjects`: the wrapped per-subject keys, never next to the data."""
+        return f"{self.root}/_keys/subjects"
 
-def tombstone_path(cfg: PipelineConfig) -> str:
-    """`<lakehouse>/_keys/tombstones`: keyed hashes of erased subjects (never their ids)."""
-    return f"{storage_root(cfg.lakehouse)}/_keys/tombstones"
+    @property
+    def tombstones(self) -> str:
+        """`<lakehouse>/_keys/tombstones`: keyed hashes of erased subjects (never their ids)."""
+        return f"{self.root}/_keys/tombstones"
 
+    @property
+    def locks(self) -> str:
+        """Per-date run locks: beside a local lakehouse, else `lock_dir` (or `.cache/locks`)."""
+        if self.lock_folder:
+            return str(Path(self.lock_folder).resolve())
+        if "://" not in self.root:
+            return f"{self.root}/_locks"
+        return str(Path(".cache/locks").resolve())
 
-def lock_dir(cfg: PipelineConfig) -> str:
-    """Per-date run locks: beside a local lakehouse, else `locks_dir` (or `.cache/locks`)."""
-    if cfg.lock_dir:
-        return str(Path(cfg.lock_dir).resolve())
-    root = storage_root(cfg.lakehouse)
-    return f"{root}/_locks" if "://" not in root else str(Path(".cache/locks").resolve())
+    @property
+    def lakehouse_lock(self) -> Path:
+        """The lakehouse lock that nights share and erase/maintain/reencrypt/keys hold alone.
 
-
-def lakehouse_lock_file(cfg: PipelineConfig) -> Path:
-    """The lakehouse lock that runs share and erase/maintain/reencrypt/keys hold alone."""
-    return lakehouse_lock_path(storage_root(cfg.lakehouse), cfg.lock_dir)
+        Local lakehouses keep it at `<lakehouse>/_locks/lakehouse.lock`. An object store has no
+        file locks: the lock lives on the scheduler host, in `lock_dir` (default `.cache/locks`),
+        named after the lakehouse URI. Every job that writes the lakehouse must run on that host
+        (or share that folder over a file system with working `flock`).
+        """
+        digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+        if self.lock_folder:
+            return Path(self.lock_folder).resolve() / f"lakehouse-{digest}.lock"
+        if self.local:
+            root = self.root.removeprefix("file://").removeprefix("file:")
+            return Path(root) / "_locks" / "lakehouse.lock"
+        return Path(".cache/locks").resolve() / f"lakehouse-{digest}.lock"

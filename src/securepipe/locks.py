@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -26,13 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from securepipe.errors import SecurePipeError
+from securepipe.layout import Layout
 
 __all__ = [
     "LockTimeout",
     "RunLocked",
     "default_wait",
     "file_lock",
-    "lakehouse_lock_path",
+    "lakehouse_lock",
     "run_lock",
 ]
 
@@ -131,19 +131,20 @@ def run_lock(lock_dir: str | Path, name: str) -> Iterator[Path]:
         yield path
 
 
-def lakehouse_lock_path(lakehouse: str, lock_dir: str | None = None) -> Path:
-    """Where the lakehouse lock of `lakehouse` (a resolved root: path or URI) lives.
+@contextmanager
+def lakehouse_lock(
+    layout: Layout, *, exclusive: bool, what: str, wait: float | None = None
+) -> Iterator[Path]:
+    """Hold the lakehouse lock: shared for nightly runs, exclusive for everything that must not
+    interleave with one (erase, maintain, reencrypt, keys).
 
-    Local lakehouses keep it at `<lakehouse>/_locks/lakehouse.lock`. An object store has no
-    file locks: the lock lives on the scheduler host, in `lock_dir` (default `.cache/locks`),
-    named after the lakehouse URI. Every job that writes the lakehouse must run on that host
-    (or share that folder over a file system with working `flock`).
+    Waits up to `wait` seconds (default `SECUREPIPE_LOCK_WAIT`, 1800) for the other holders.
+
+    Raises:
+        LockTimeout: still held by another process after the wait; the message names it.
     """
-    if lock_dir:
-        digest = hashlib.sha256(lakehouse.encode()).hexdigest()[:16]
-        return Path(lock_dir).resolve() / f"lakehouse-{digest}.lock"
-    if "://" not in lakehouse or lakehouse.startswith("file:"):
-        root = lakehouse.removeprefix("file://").removeprefix("file:")
-        return Path(root) / "_locks" / "lakehouse.lock"
-    digest = hashlib.sha256(lakehouse.encode()).hexdigest()[:16]
-    return Path(".cache/locks").resolve() / f"lakehouse-{digest}.lock"
+    path = layout.lakehouse_lock
+    with file_lock(
+        path, exclusive=exclusive, wait=default_wait() if wait is None else wait, what=what
+    ):
+        yield path

@@ -11,7 +11,9 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from securepipe.config import SparkSettings
@@ -92,10 +94,6 @@ def submitted_file(name: str) -> Path | None:
     """
     if not under_spark_submit():
         return None
-    from urllib.parse import urlparse
-
-    from pyspark import SparkContext
-
     SparkContext._ensure_initialized()  # attaches to spark-submit's JVM; starts nothing
     jvm: Any = SparkContext._jvm
     wanted = Path(name).name

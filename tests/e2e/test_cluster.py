@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
 from tests.conftest import ROOT, _free_port
 from tests.integration.test_gates import write_config

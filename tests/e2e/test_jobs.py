@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
 from tests.conftest import CONF, ROOT
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from securepipe.errors import ConfigError
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.e2e

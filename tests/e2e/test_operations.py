@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from securepipe.config import load_config
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.e2e

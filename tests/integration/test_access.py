@@ -17,7 +17,7 @@ from securepipe.access.policy import load_access_policy
 from securepipe.access.views import access_path, matrix, read_as
 from securepipe.config import load_config
 from securepipe.errors import AccessDenied, PolicyError
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.pipeline import run_nightly
 from tests.integration.leakscan import find_plaintext
 from tests.integration.test_gates import write_config
@@ -54,7 +54,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_analyst_sees_eu_rows_and_per_subject_email_tokens(env, spark) -> None:  # type: ignore[no-untyped-def]
-    from securepipe.erasure import reveal_subject_columns
+    from securepipe.pipeline.erasure import reveal_subject_columns
     from securepipe.pipeline import resolve_keys
 
     cfg, source = env["cfg"], env["source"]
@@ -281,7 +281,7 @@ def test_well_formed_check_counts_tampered_envelopes_and_tokens(env, spark) -> N
     from pyspark.sql import functions as F
 
     from securepipe.pipeline import resolve_keys, table_path
-    from securepipe.quality.gate import evaluate
+    from securepipe.quality.gate import evaluate_gates as evaluate
 
     cfg = env["cfg"]
     keys = resolve_keys(cfg, ["customers"])

@@ -13,7 +13,7 @@ from securepipe.access.policy import load_access_policy
 from securepipe.access.views import access_path
 from securepipe.config import load_config
 from securepipe.crypto.keyring import Keyring
-from securepipe.erasure import (
+from securepipe.pipeline.erasure import (
     erase_subjects,
     reveal_subject_columns,
     rewrap_store,
@@ -22,7 +22,7 @@ from securepipe.erasure import (
     tombstone_path,
     verify_erasure,
 )
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.pipeline import quarantine_path, resolve_keys, run_nightly, table_path
 from tests.integration.leakscan import find_plaintext
 from tests.integration.test_gates import write_config

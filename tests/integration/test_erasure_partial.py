@@ -18,8 +18,8 @@ import yaml
 
 from securepipe.access.policy import load_access_policy
 from securepipe.config import load_config
-from securepipe.erasure import erase_subjects, verify_erasure
-from securepipe.generate import generate_landing
+from securepipe.pipeline.erasure import erase_subjects, verify_erasure
+from securepipe.io.generate import generate_landing
 from securepipe.pipeline import resolve_keys, run_nightly, table_path
 from tests.integration.test_gates import write_config
 

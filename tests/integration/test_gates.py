@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from securepipe.config import PipelineConfig, load_config
-from securepipe.delta_io import current_version
+from securepipe.io.delta import current_version
 from securepipe.errors import ConfigError, GateFailed
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.pipeline import quarantine_path, run_nightly, table_path
 from tests.conftest import CONF, ROOT
 

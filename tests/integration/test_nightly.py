@@ -13,7 +13,7 @@ from securepipe.crypto import keycache
 from securepipe.crypto.envelope import decrypt_value
 from securepipe.crypto.keyring import Keyring
 from securepipe.errors import SchemaDriftError, SourceError
-from securepipe.generate import generate_landing
+from securepipe.io.generate import generate_landing
 from securepipe.pipeline import quarantine_path, run_nightly, table_path
 from tests.conftest import make_config
 from tests.integration.leakscan import find_plaintext, parquet_files
@@ -81,7 +81,7 @@ def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ig
 def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
     """Every raw record of the customers quarantine, opened as the pipeline's operator can:
     under the subject's key when the subject is known, else under the quarantine key."""
-    from securepipe.erasure import attach_subject_keys, with_subject_hash
+    from securepipe.pipeline.erasure import attach_subject_keys, with_subject_hash
     from securepipe.pipeline import resolve_keys
     from securepipe.protect.subject_udfs import subject_expr
 
@@ -123,7 +123,7 @@ def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> 
 
 
 def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
-    from securepipe.erasure import reveal_subject_columns
+    from securepipe.pipeline.erasure import reveal_subject_columns
     from securepipe.pipeline import resolve_keys
 
     cfg = nightly["cfg"]
@@ -276,7 +276,7 @@ def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # typ
 def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     import re
 
-    from securepipe.erasure import reveal_subject_columns
+    from securepipe.pipeline.erasure import reveal_subject_columns
     from securepipe.pipeline import resolve_keys
 
     cfg = nightly["cfg"]

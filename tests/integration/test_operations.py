@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from securepipe.audit import audit_path, read_audit
+from securepipe.io.audit import audit_path, read_audit
 from securepipe.config import load_config
 from securepipe.errors import ConfigError, GateFailed
-from securepipe.generate import generate_landing
-from securepipe.maintenance import maintain
+from securepipe.io.generate import generate_landing
+from securepipe.pipeline.maintenance import maintain
 from securepipe.ops import RunLocked, check_retention, run_lock
 from securepipe.pipeline import run_nightly, table_path
 from tests.integration.test_gates import _keep_email, write_config

@@ -19,8 +19,8 @@ from securepipe.crypto.keyring import Keyring
 from securepipe.errors import KeyAccessError, PolicyError
 from securepipe.pipeline import resolve_keys
 from securepipe.protect import protect_columns
-from securepipe.protect.reverse import reveal
-from securepipe.rotation import reencrypt_table
+from securepipe.protect.reveal import reveal
+from securepipe.pipeline.rotation import reencrypt_table
 from tests.conftest import CONF
 
 pytestmark = pytest.mark.spark

@@ -14,12 +14,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlglot import exp
 
-from securepipe.config import PipelineConfig, TableConfig
+from securepipe.config import PipelineConfig, TableConfig, format_validation_error, read_yaml
 from securepipe.errors import ConfigError, PolicyError
-from securepipe.protect.registry import get_operator
+from securepipe.protect.registry import get_operator, mask_names, operator_for, parse_mask
 
 __all__ = [
     "AccessPolicy",
@@ -31,14 +32,6 @@ __all__ = [
 ]
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-MASKS: dict[str, tuple[str, dict[str, Any]]] = {
-    "redact": ("redact", {}),
-    "nullify": ("nullify", {}),
-    "last4": ("partial", {"show_last": 4}),
-    "last2": ("partial", {"show_last": 2}),
-    "year": ("generalize", {"to": "year"}),
-    "month": ("generalize", {"to": "month"}),
-}
 
 
 class _Model(BaseModel):
@@ -98,26 +91,19 @@ class ColumnTreatment(_Model):
 
 
 def parse_treatment(text: str) -> ColumnTreatment:
-    """`clear`, `decrypt`, `token`, `hidden`, `mask:<name>`, `mask:partial:N`, `mask:bucket:W`."""
+    """`clear`, `decrypt`, `token`, `hidden`, or `mask:<mask>` (the masks the operators offer:
+    `securepipe.protect.registry.mask_names`, e.g. `mask:last4`, `mask:partial:N`)."""
     if text in ("clear", "decrypt", "token", "hidden"):
         return ColumnTreatment(kind=text)
     if text.startswith("mask:"):
-        parts = text.split(":")
-        name = parts[1] if len(parts) > 1 else ""
-        if name in MASKS and len(parts) == 2:
-            op, params = MASKS[name]
+        try:
+            op, params = parse_mask(text.removeprefix("mask:"))
+        except ValueError:
+            pass
+        else:
             return ColumnTreatment(kind="mask", mask_op=op, mask_params=params)
-        if name == "partial" and len(parts) == 3 and parts[2].isdigit():
-            return ColumnTreatment(
-                kind="mask", mask_op="partial", mask_params={"show_last": int(parts[2])}
-            )
-        if name == "bucket" and len(parts) == 3 and parts[2].isdigit():
-            return ColumnTreatment(
-                kind="mask", mask_op="bucket", mask_params={"width": int(parts[2])}
-            )
     raise ValueError(
-        f"unknown treatment {text!r} (clear, decrypt, token, hidden, mask:redact|nullify|last4|"
-        "last2|year|month|partial:N|bucket:W)"
+        f"unknown treatment {text!r} (clear, decrypt, token, hidden, mask:{'|'.join(mask_names())})"
     )
 
 
@@ -142,9 +128,6 @@ def bind_predicate(predicate: str, attributes: dict[str, Any], where: str) -> st
 
 
 def _check_predicate(predicate: str, table_cfg: TableConfig, where: str) -> None:
-    import sqlglot
-    from sqlglot import exp
-
     try:
         tree = sqlglot.parse_one(predicate, read="spark")
     except Exception:
@@ -157,7 +140,7 @@ def _check_predicate(predicate: str, table_cfg: TableConfig, where: str) -> None
         cfg = table_cfg.columns.get(column.name)
         if cfg is None:
             raise PolicyError(f"{where}: row filter uses unknown column {column.name!r}")
-        if cfg.protect.op not in ("keep", "tokenize", "fpe"):
+        if not operator_for(cfg).joinable:
             raise PolicyError(
                 f"{where}: row filter uses column {column.name!r}, which is not comparable "
                 f"after protection (op {cfg.protect.op!r})"
@@ -179,16 +162,18 @@ def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) ->
             col_cfg = table_cfg.columns.get(column)
             if col_cfg is None:
                 raise PolicyError(f"{cat}: unknown column")
-            if col_cfg.protect.op == "drop":
+            operator = operator_for(col_cfg)
+            if operator.removes_column:
                 raise PolicyError(f"{cat}: the column is dropped at protection")
             try:
                 treatment = parse_treatment(text)
             except ValueError as exc:
                 raise PolicyError(f"{cat}: {exc}") from None
             op = col_cfg.protect.op
-            operator = get_operator(op)
             reversible = operator.is_reversible(col_cfg.protect.params)
-            if treatment.kind == "clear" and (op != "keep" or col_cfg.classification.personal):
+            if treatment.kind == "clear" and (
+                not operator.passes_value or col_cfg.classification.personal
+            ):
                 raise PolicyError(
                     f"{cat}: 'clear' is only for non-sensitive columns published as is "
                     f"(this one is {col_cfg.classification.value}, op {op!r}); use decrypt, "
@@ -214,10 +199,10 @@ def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) ->
                 key = str(col_cfg.protect.params["key"])
                 if key not in role.keys:
                     raise PolicyError(f"{cat}: 'decrypt' needs a grant of key {key!r} (keys:)")
-            if treatment.kind == "token" and op == "keep":
+            if treatment.kind == "token" and operator.passes_value:
                 raise PolicyError(f"{cat}: the column is not tokenized; use clear or a mask")
             if treatment.kind == "mask":
-                if op != "keep" and not reversible:
+                if not operator.passes_value and not reversible:
                     raise PolicyError(
                         f"{cat}: a mask needs the value, and op {op!r} is irreversible"
                     )
@@ -238,13 +223,7 @@ def load_access_policy(folder: str | Path, cfg: PipelineConfig) -> AccessPolicy:
     roles: dict[str, Any] = {}
     sources = []
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ConfigError(
-                f"{path}: invalid YAML" + (f" at line {mark.line + 1}" if mark else "")
-            ) from None
+        doc = read_yaml(path, "access policy") or {}
         if not isinstance(doc, dict) or not isinstance(doc.get("roles", {}), dict):
             raise ConfigError(f"{path}: expected a mapping with a 'roles:' mapping")
         for name, role in (doc.get("roles") or {}).items():
@@ -253,9 +232,9 @@ def load_access_policy(folder: str | Path, cfg: PipelineConfig) -> AccessPolicy:
             try:
                 roles[name] = RolePolicy.model_validate(role)
             except ValidationError as exc:
-                first = exc.errors(include_input=False, include_url=False)[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                raise ConfigError(f"{path}: role {name!r}, key {loc!r}: {first['msg']}") from None
+                raise ConfigError(
+                    format_validation_error(path, exc, prefix=f"role {name!r}, ")
+                ) from None
             _check_role(name, roles[name], cfg, str(path))
         sources.append(str(path))
     return AccessPolicy(roles=roles, sources=sources)

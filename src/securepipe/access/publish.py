@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+import sqlglot
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
+from sqlglot import exp
 
-from securepipe import __version__
 from securepipe.access.policy import AccessPolicy
-from securepipe.access.views import access_path, role_columns, role_filter, role_view
+from securepipe.access.views import role_columns, role_filter, role_view
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.delta_io import current_version
 from securepipe.errors import GateFailed
-from securepipe.ops import retry_concurrent
+from securepipe.io.delta import (
+    compliance_record,
+    current_version,
+    overwrite_table,
+    retry_concurrent,
+)
+from securepipe.layout import Layout
 from securepipe.quality.builtin import detectors, matches
 
 __all__ = ["check_role_view", "publish_role_tables"]
@@ -39,9 +43,6 @@ def check_role_view(
     Raises:
         GateFailed: naming the role, the table and the check.
     """
-    import sqlglot
-    from sqlglot import exp
-
     visible = role_columns(policy, role, table)
     got = [c for c in view.columns if c != "run_date"]
     if sorted(got) != sorted(visible):
@@ -87,25 +88,17 @@ def _write_role_table(
     path: str,
 ) -> None:
     gate = check_role_view(view, cfg, policy, role, table)
-    record = {
-        "securepipe": __version__,
-        "run_id": run_id,
-        "job": "access",
-        "role": role,
-        "table": table,
-        "policy_version": policy.version(),
-        "source_version": source_version,
-        "gate": gate,
-        "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    (
-        view.write.format("delta")
-        .mode("overwrite")
-        .option("overwriteSchema", "true")
-        .partitionBy("run_date")
-        .option("userMetadata", json.dumps(record, sort_keys=True))
-        .save(path)
+    record = compliance_record(
+        "access",
+        run_id,
+        table,
+        cfg.fingerprint(),
+        role=role,
+        policy_version=policy.version(),
+        source_version=source_version,
+        gate=gate,
     )
+    overwrite_table(view, path, record, partition_by="run_date", overwrite_schema=True)
 
 
 def publish_role_tables(
@@ -132,7 +125,7 @@ def publish_role_tables(
     for role in sorted(policy.roles):
         if table not in policy.roles[role].tables:
             continue
-        path = access_path(cfg, role, table)
+        path = Layout.of(cfg).access(role, table)
 
         def rebuild(role: str = role, path: str = path) -> None:
             source_version = current_version(spark, source_path)

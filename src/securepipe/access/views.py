@@ -8,22 +8,26 @@ same projection, so the plaintext never leaves the executor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import sqlglot
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from sqlglot import exp
 
 from securepipe.access.policy import AccessPolicy, ColumnTreatment, bind_predicate, parse_treatment
 from securepipe.config import ColumnConfig, PipelineConfig, ProtectSpec
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.errors import AccessDenied
-from securepipe.layout import access_path
+from securepipe.io.subject_store import attach_subject_keys, with_subject_hash
+from securepipe.layout import Layout
 from securepipe.protect.base import ColumnContext
-from securepipe.protect.registry import get_operator
-from securepipe.protect.reverse import reveal_column
+from securepipe.protect.registry import get_operator, operator_for
+from securepipe.protect.reveal import reveal_column
+from securepipe.protect.subject_udfs import KEK_SENTINEL
 
-__all__ = ["access_path", "matrix", "read_as", "role_columns", "role_filter", "role_view"]
+__all__ = ["matrix", "read_as", "reveal_columns", "role_columns", "role_filter", "role_view"]
 
 
 def role_columns(policy: AccessPolicy, role: str, table: str) -> dict[str, ColumnTreatment]:
@@ -89,12 +93,7 @@ def role_view(
                     key = cfg.erasure.kek  # per-subject column: the subject KEK grants it
                 meta["securepipe.key"] = str(key)
         else:
-            source = (
-                F.col(column)
-                if col_cfg.protect.op == "keep"
-                else reveal_column(table, column, table_cfg, keys)
-            )
-            expr = _mask(source, table, column, col_cfg, t)
+            expr = _mask(reveal_column(table, column, table_cfg, keys), table, column, col_cfg, t)
         exprs.append(expr.alias(column, metadata=meta))
     return rows.select(*exprs, *[c for c in extra if c in protected.columns])
 
@@ -130,26 +129,66 @@ def read_as(
         reader = reader.option("versionAsOf", version)
     elif timestamp is not None:
         reader = reader.option("timestampAsOf", timestamp)
-    df = reader.load(access_path(cfg, role, table))
+    df = reader.load(Layout.of(cfg).access(role, table))
     if version is not None or timestamp is not None:
         df = _under_todays_policy(df, policy, role, table, visible)
-    table_cfg = cfg.table(table)
     decrypt = [c for c, t in visible.items() if t.kind == "decrypt" and c in df.columns]
     if decrypt:
         ring = Keyring(cfg.keystore)
         granted = {k: ring.handle(k) for k in rp.keys}
-        plain = [
-            c for c in decrypt if not get_operator(table_cfg.columns[c].protect.op).per_subject
-        ]
-        exprs = {c: reveal_column(table, c, table_cfg, granted) for c in plain}
-        df = df.select(*[exprs.get(c, F.col(c)) for c in df.columns])
-        if len(plain) < len(decrypt) and cfg.erasure is not None:
-            from securepipe.erasure import reveal_subject_columns
-
+        if cfg.erasure is not None and cfg.erasure.kek in granted:
+            # The subject index key only finds each row's subject key; it opens nothing.
             granted[cfg.erasure.index_key] = ring.handle(cfg.erasure.index_key)
-            subject_cols = [c for c in decrypt if c not in plain]
-            df = reveal_subject_columns(spark, cfg, table, df, granted, subject_cols)
+        df = reveal_columns(spark, cfg, table, df, granted, decrypt)
     return df.select(*columns) if columns else df
+
+
+def reveal_columns(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    table: str,
+    df: DataFrame,
+    keys: Mapping[str, KeyHandle],
+    columns: Iterable[str] | None = None,
+) -> DataFrame:
+    """Replace protected columns of `df` by their plaintext, with the keys the caller holds.
+
+    Per-subject columns are opened through the subject key store (null once the subject is
+    erased; needs the subject KEK and the subject index key among `keys`); the others with their
+    column key.
+
+    Args:
+        columns: which columns to reveal; by default every reversible column of `df`.
+
+    Raises:
+        PolicyError: a column that cannot be reversed. KeyAccessError: a key not among `keys`.
+    """
+    table_cfg = cfg.table(table)
+    if columns is None:
+        columns = [
+            c
+            for c in df.columns
+            if c in table_cfg.columns
+            and operator_for(table_cfg.columns[c]).is_reversible(
+                table_cfg.columns[c].protect.params
+            )
+        ]
+    wanted = list(columns)
+    per_subject = [c for c in wanted if operator_for(table_cfg.columns[c]).per_subject]
+    source = df
+    if per_subject and cfg.erasure is not None and table_cfg.subject is not None:
+        index = keys.get(cfg.erasure.index_key)
+        if index is None:
+            raise AccessDenied(
+                f"table {table!r}: revealing per-subject columns needs key "
+                f"{cfg.erasure.index_key!r} to find each subject's key"
+            )
+        hashed = with_subject_hash(df, table_cfg.subject, index)
+        source = attach_subject_keys(spark, Layout.of(cfg), hashed)
+    if cfg.erasure is not None and cfg.erasure.kek in keys:
+        keys = {**keys, KEK_SENTINEL: keys[cfg.erasure.kek]}
+    exprs = {c: reveal_column(table, c, table_cfg, keys) for c in wanted}
+    return source.select(*[exprs.get(c, F.col(c)) for c in df.columns])
 
 
 def _under_todays_policy(
@@ -169,9 +208,6 @@ def _under_todays_policy(
     Raises:
         AccessDenied: today's row filter cannot be applied to that version.
     """
-    import sqlglot
-    from sqlglot import exp
-
     keep = [
         f.name
         for f in df.schema.fields

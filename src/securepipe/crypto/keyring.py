@@ -27,6 +27,7 @@ from typing import Any
 
 from securepipe.config import KeyConfig, KeyStoreConfig
 from securepipe.crypto.kms import KmsProvider, KmsSpec, generate_wrapped, open_provider
+from securepipe.crypto.kms.local import MASTER_KEY_FILE
 from securepipe.errors import KeyAccessError
 from securepipe.locks import file_lock
 
@@ -375,8 +376,6 @@ def rotate_local_master_key(store: KeyStoreConfig) -> str:
     backups made before the rotation stay readable; destroy them once those backups expire.
     Returns the new KEK id.
     """
-    from securepipe.crypto.kms.local import MASTER_KEY_FILE
-
     if store.provider != "local":
         raise KeyAccessError("rotate_local_master_key works on the local provider only")
     folder = Path(store.path)

@@ -11,6 +11,7 @@ from pyspark.sql import Column
 
 from securepipe.config import ColumnConfig, KeyConfig
 from securepipe.crypto.keyring import KeyHandle
+from securepipe.errors import PolicyError
 
 __all__ = ["ColumnContext", "Operator"]
 
@@ -42,6 +43,17 @@ class Operator(ABC):
     random_nonce: ClassVar[bool] = False
     # What stays of a value after its subject is erased (see `erasure_class`).
     erasure: ClassVar[str] = "masked"
+    # Deterministic and keyed the same way every night: equal inputs give equal outputs, so
+    # the column can be a table key, a join key or a role's `token` column.
+    joinable: ClassVar[bool] = False
+    # The stored value is the input itself (`keep`).
+    passes_value: ClassVar[bool] = False
+    # Nothing is stored (`drop`): the column is left out of the published table.
+    removes_column: ClassVar[bool] = False
+    # Masks a role policy can name: `mask:<shorthand>` (fixed parameters), or
+    # `mask:<name>:<N>` setting the integer parameter `mask_argument`.
+    mask_shorthands: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    mask_argument: ClassVar[str | None] = None
 
     def validate(
         self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
@@ -104,6 +116,26 @@ class Operator(ABC):
     @abstractmethod
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """The protected expression of `col`, or `None` to drop the column."""
+
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """The plaintext (string) of a stored value, for authorised readers; `ctx.key` is the
+        operator's key (`key_name`). Per-subject operators also need the frame's
+        `_subject_wrapped` column (joined from the subject key store).
+
+        Raises:
+            PolicyError: the operator cannot be reversed (the message names table and column).
+        """
+        params = ctx.config.protect.params
+        kind = f" {params['kind']}" if "kind" in params else ""
+        raise PolicyError(
+            f"column {ctx.column!r} of table {ctx.table!r} is protected by {self.name!r}{kind}, "
+            "which cannot be reversed"
+        )
+
+    def reencrypt(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """The stored value re-protected under the current version of its key (after a
+        rotation), or `None` when the operator's output does not depend on a key version."""
+        return None
 
     def describe(self, params: Mapping[str, Any]) -> dict[str, str]:
         """Column metadata recorded in the Delta schema (operator and key; nothing secret)."""

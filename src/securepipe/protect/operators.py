@@ -22,9 +22,12 @@ from securepipe.protect.subject_udfs import KEK_SENTINEL, subject_expr
 from securepipe.protect.udfs import (
     apply_udf,
     build_daead_udf,
+    build_decrypt_udf,
+    build_detokenize_udf,
     build_encrypt_udf,
     build_fpe_udf,
     build_hmac_udf,
+    build_reencrypt_udf,
 )
 
 __all__ = [
@@ -64,9 +67,16 @@ class Keep(Operator):
 
     name = "keep"
     erasure = "clear"
+    joinable = True
+    passes_value = True
+    reversible = True
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """The column unchanged."""
+        return col
+
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """The value is stored as is."""
         return col
 
 
@@ -76,6 +86,7 @@ class Drop(Operator):
 
     name = "drop"
     erasure = "nothing"
+    removes_column = True
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """`None`: the column is removed."""
@@ -105,6 +116,14 @@ class Encrypt(Operator):
         """Binary envelope of the value (null stays null)."""
         return apply_udf(build_encrypt_udf(ctx.table, ctx.column, _key(ctx)), col)
 
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """AES-GCM decryption with the envelope's key version."""
+        return build_decrypt_udf(ctx.table, ctx.column, _key(ctx))(col)
+
+    def reencrypt(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """Decrypt and seal again under the key's current version, value by value."""
+        return build_reencrypt_udf(ctx.table, ctx.column, _key(ctx))(col)
+
 
 @register_operator
 class Tokenize(Operator):
@@ -113,6 +132,7 @@ class Tokenize(Operator):
     name = "tokenize"
     key_type = "hmac"
     cryptographic = True
+    joinable = True
     required = frozenset({"kind"})
     _kinds = {"hmac": "hmac", "daead": "daead"}
 
@@ -146,6 +166,19 @@ class Tokenize(Operator):
     def is_reversible(self, params: Mapping[str, Any]) -> bool:
         """daead tokens are reversible, hmac tokens are not."""
         return params.get("kind") == "daead"
+
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """AES-SIV detokenization (daead); hmac tokens are refused."""
+        if not self.is_reversible(ctx.config.protect.params):
+            return super().reveal(col, ctx)
+        return build_detokenize_udf(ctx.table, ctx.column, _key(ctx), "daead")(col)
+
+    def reencrypt(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """daead: detokenize, then tokenize under the current version (hmac keys do not
+        rotate: their tokens must stay joinable)."""
+        if not self.is_reversible(ctx.config.protect.params):
+            return None
+        return build_daead_udf(_key(ctx))(self.reveal(col, ctx))
 
     def erasure_class(self, params: Mapping[str, Any]) -> str:
         """daead tokens open with the column key; hmac tokens stay linkable."""
@@ -206,6 +239,7 @@ class Fpe(_FpeShape, Operator):
     reversible = True
     erasure = "column_key"
     cryptographic = True
+    joinable = True
 
     def validate(
         self, params: Mapping[str, Any], column: ColumnConfig, keys: Mapping[str, KeyConfig]
@@ -230,6 +264,14 @@ class Fpe(_FpeShape, Operator):
         udf = build_fpe_udf(ctx.table, ctx.column, _key(ctx), fpe_alphabet(params), tweak)
         return apply_udf(udf, col)
 
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """FF1 decryption with the same alphabet and tweak."""
+        params = ctx.config.protect.params
+        tweak = fpe_tweak(ctx.table, ctx.column, params)
+        return build_detokenize_udf(
+            ctx.table, ctx.column, _key(ctx), "fpe", fpe_alphabet(params), tweak
+        )(col)
+
 
 @register_operator
 class Redact(Operator):
@@ -237,6 +279,7 @@ class Redact(Operator):
 
     name = "redact"
     erasure = "nothing"
+    mask_shorthands = {"redact": {}}
     optional = frozenset({"with"})
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
@@ -250,6 +293,8 @@ class Partial(Operator):
     """Show the last N characters, mask the others (separators kept by default)."""
 
     name = "partial"
+    mask_shorthands = {"last4": {"show_last": 4}, "last2": {"show_last": 2}}
+    mask_argument = "show_last"
     optional = frozenset({"show_last", "mask_char", "keep_separators"})
 
     def validate(
@@ -286,6 +331,7 @@ class Nullify(Operator):
 
     name = "nullify"
     erasure = "nothing"
+    mask_shorthands = {"nullify": {}}
 
     def build(self, col: Column, ctx: ColumnContext) -> Column | None:
         """A typed null."""
@@ -297,6 +343,7 @@ class Generalize(Operator):
     """A date or timestamp reduced to its year (`1985`) or month (`1985-03`)."""
 
     name = "generalize"
+    mask_shorthands = {"year": {"to": "year"}, "month": {"to": "month"}}
     required = frozenset({"to"})
 
     def validate(
@@ -320,6 +367,7 @@ class Bucket(Operator):
     """A number replaced by its range: fixed `width`, or explicit `boundaries`."""
 
     name = "bucket"
+    mask_argument = "width"
     optional = frozenset({"width", "boundaries"})
 
     def validate(
@@ -367,7 +415,7 @@ class Bucket(Operator):
 
 
 class _SubjectOperator(Operator):
-    """Per-subject protection: keys come from the subject key store (`securepipe.erasure`)."""
+    """Per-subject protection: keys come from the subject key store (`io.subject_store`)."""
 
     reversible = True
     per_subject = True
@@ -389,12 +437,11 @@ class _SubjectOperator(Operator):
         args = self.subject_args(ctx.table, ctx.column, ctx.config.protect.params)
         return subject_expr(self.kind, ctx.table, ctx.column, _key(ctx), col.cast("string"), **args)
 
-    def reveal(
-        self, col: Column, table: str, column: str, params: Mapping[str, Any], kek: KeyHandle
-    ) -> Column:
-        """The plaintext of a protected value (null once its subject is erased)."""
-        args = self.subject_args(table, column, params)
-        return subject_expr(self.reveal_kind, table, column, kek, col, **args)
+    def reveal(self, col: Column, ctx: ColumnContext) -> Column:
+        """The plaintext of a protected value (null once its subject is erased); `ctx.key` is
+        the subject KEK and the frame carries `_subject_wrapped`."""
+        args = self.subject_args(ctx.table, ctx.column, ctx.config.protect.params)
+        return subject_expr(self.reveal_kind, ctx.table, ctx.column, _key(ctx), col, **args)
 
 
 @register_operator

@@ -1,14 +1,27 @@
-"""Registry of protection operators; refuses duplicate names."""
+"""Registry of protection operators; refuses duplicate names.
+
+The built-in operators register themselves when `securepipe.protect.operators` is imported,
+which `securepipe.protect` does: import the package (or anything in it) and they are there.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from securepipe.config import ColumnConfig, KeyConfig
 from securepipe.errors import ConfigError
 from securepipe.protect.base import Operator
 
-__all__ = ["get_operator", "operator_names", "register_operator", "validate_protection"]
+__all__ = [
+    "get_operator",
+    "mask_names",
+    "operator_for",
+    "operator_names",
+    "parse_mask",
+    "register_operator",
+    "validate_protection",
+]
 
 _REGISTRY: dict[str, Operator] = {}
 
@@ -21,21 +34,41 @@ def register_operator(cls: type[Operator]) -> type[Operator]:
     return cls
 
 
-def _ensure_loaded() -> None:
-    # The built-in operators register themselves on import.
-    import securepipe.protect.operators  # noqa: F401
-
-
 def operator_names() -> list[str]:
     """Names of all registered operators."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get_operator(name: str) -> Operator:
     """The operator called `name`; `KeyError` if there is none."""
-    _ensure_loaded()
     return _REGISTRY[name]
+
+
+def operator_for(column: ColumnConfig) -> Operator:
+    """The operator that protects `column` (validated configurations only)."""
+    return _REGISTRY[column.protect.op]
+
+
+def mask_names() -> list[str]:
+    """The masks a role policy can name after `mask:`."""
+    names = [s for op in _REGISTRY.values() for s in op.mask_shorthands]
+    names += [f"{op.name}:N" for op in _REGISTRY.values() if op.mask_argument]
+    return names
+
+
+def parse_mask(spec: str) -> tuple[str, dict[str, Any]]:
+    """`last4`, `year`, `partial:3`, `bucket:1000`, ... → (operator name, parameters).
+
+    Raises:
+        ValueError: no operator offers that mask.
+    """
+    name, _, arg = spec.partition(":")
+    for op in _REGISTRY.values():
+        if not arg and name in op.mask_shorthands:
+            return op.name, dict(op.mask_shorthands[name])
+        if arg.isdigit() and name == op.name and op.mask_argument:
+            return op.name, {op.mask_argument: int(arg)}
+    raise ValueError(f"unknown mask {spec!r} (known: {', '.join(mask_names())})")
 
 
 def validate_protection(column: ColumnConfig, keys: Mapping[str, KeyConfig], where: str) -> None:
@@ -45,17 +78,16 @@ def validate_protection(column: ColumnConfig, keys: Mapping[str, KeyConfig], whe
         ConfigError: unknown operator, bad parameters, unknown or mistyped key, or personal data
             published in clear; the message starts with `where` (file, table, column).
     """
-    _ensure_loaded()
     spec = column.protect
     operator = _REGISTRY.get(spec.op)
     if operator is None:
         raise ConfigError(
             f"{where}: unknown protection op {spec.op!r} (known: {', '.join(sorted(_REGISTRY))})"
         )
-    if spec.op == "keep" and column.classification.personal:
+    if operator.passes_value and column.classification.personal:
         raise ConfigError(
             f"{where}: classification {column.classification.value!r} cannot be published in "
-            "clear with op 'keep'; encrypt, tokenize, mask or drop it"
+            f"clear with op {spec.op!r}; encrypt, tokenize, mask or drop it"
         )
     try:
         operator.validate(spec.params, column, keys)

@@ -20,6 +20,8 @@ from pyspark.sql.types import BinaryType, StringType
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.crypto.subject import (
+    new_wrapped_subject_key,
+    rewrap_subject_key,
     subject_decrypt_many,
     subject_detokenize_many,
     subject_encrypt_many,
@@ -35,6 +37,8 @@ __all__ = [
     "SUBJECT_KINDS",
     "WRAPPED_COLUMN",
     "build_subject_udf",
+    "new_subject_key_udf",
+    "rewrap_subject_key_udf",
     "subject_expr",
 ]
 
@@ -98,3 +102,38 @@ def subject_expr(
     """Apply a subject UDF to `col` with the row's `_subject_hash` and `_subject_wrapped`."""
     udf = build_subject_udf(kind, table, column, kek, alphabet, tweak)
     return udf(col, F.col(HASH_COLUMN), F.col(WRAPPED_COLUMN))
+
+
+def new_subject_key_udf(kek: KeyHandle):  # type: ignore[no-untyped-def]
+    """An Arrow UDF `subject hash -> wrapped key`: a fresh subject key wrapped under the KEK's
+    current version (nondeterministic: Spark must not re-run it for the same row)."""
+    version = kek.current
+
+    @arrow_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_new_subject_key(hashes: pa.Array) -> pa.Array:
+        key = data_keys(kek)[version]
+        return pa.array(
+            [new_wrapped_subject_key(key, version, h) for h in hashes.to_pylist()],
+            type=pa.binary(),
+        )
+
+    return securepipe_new_subject_key.asNondeterministic()
+
+
+def rewrap_subject_key_udf(kek: KeyHandle):  # type: ignore[no-untyped-def]
+    """An Arrow UDF `(subject hash, wrapped key) -> wrapped key` under the KEK's current
+    version (the subject key itself is unchanged)."""
+    version = kek.current
+
+    @arrow_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_rewrap_subject_key(hashes: pa.Array, wrapped: pa.Array) -> pa.Array:
+        keks = data_keys(kek)
+        return pa.array(
+            [
+                rewrap_subject_key(keks, version, h, w)
+                for h, w in zip(hashes.to_pylist(), wrapped.to_pylist(), strict=True)
+            ],
+            type=pa.binary(),
+        )
+
+    return securepipe_rewrap_subject_key.asNondeterministic()

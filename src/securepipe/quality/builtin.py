@@ -15,7 +15,7 @@ from pyspark.sql.types import BinaryType, DecimalType, IntegralType, StringType
 
 from securepipe.config import Classification, ComplianceConfig, DetectorConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.protect.registry import get_operator
+from securepipe.protect.registry import operator_for
 
 __all__ = [
     "DEFAULT_DETECTORS",
@@ -173,7 +173,7 @@ def scanned_columns(df: DataFrame, table_cfg: TableConfig) -> list[str]:
     out = []
     for f in df.schema.fields:
         cfg = table_cfg.columns.get(f.name)
-        if cfg is None or cfg.clear_text or get_operator(cfg.protect.op).cryptographic:
+        if cfg is None or cfg.clear_text or operator_for(cfg).cryptographic:
             continue
         text = isinstance(f.dataType, StringType | BinaryType)
         number = isinstance(f.dataType, IntegralType | DecimalType)
@@ -210,7 +210,7 @@ def token_check_exprs(
             continue
         params = cfg.protect.params
         key = params.get("key")
-        operator = get_operator(cfg.protect.op)
+        operator = operator_for(cfg)
         ok = operator.well_formed(F.col(name), params, keys.get(str(key)) if key else None)
         if ok is not None:
             bad = F.col(name).isNotNull() & ~F.coalesce(ok, F.lit(False))

@@ -20,7 +20,7 @@ from securepipe.quality.builtin import CheckResult, leak_scan_exprs, token_check
 from securepipe.quality.gx_runner import run_suite
 from securepipe.quality.rules import reason_code, row_rule
 
-__all__ = ["GateVerdict", "apply_quarantine_rules", "evaluate"]
+__all__ = ["GateVerdict", "apply_quarantine_rules", "evaluate_gates"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ def apply_quarantine_rules(
     return df.withColumn(reasons_column, F.array_union(F.col(reasons_column), extra))
 
 
-def evaluate(
+def evaluate_gates(
     batch: DataFrame,
     valid: DataFrame,
     table: str,

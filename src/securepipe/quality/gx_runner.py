@@ -8,12 +8,14 @@ count fields, so a report can never carry a value from a sensitive column.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
+import great_expectations as gx
+from great_expectations.data_context.types.base import ProgressBarsConfig
 from pyspark.sql import DataFrame
 
 from securepipe.config import ExpectationSpec, GateConfig, TableConfig
+from securepipe.protect.registry import operator_for
 from securepipe.quality.rules import gx_class_name
 
 __all__ = ["run_suite"]
@@ -33,7 +35,7 @@ def _safe_observed(value: Any, column: str | None, table_cfg: TableConfig) -> An
         return None
     if column is not None:
         cfg = table_cfg.columns.get(column)
-        if cfg is None or cfg.protect.op != "keep" or cfg.classification.personal:
+        if cfg is None or not operator_for(cfg).passes_value or cfg.classification.personal:
             return None
     return value
 
@@ -48,12 +50,7 @@ def run_suite(
     """
     if not specs:
         return []
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_spark(name="securepipe")

@@ -11,11 +11,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import great_expectations as gx
 from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
 from securepipe.config import ExpectationSpec, GateConfig, TableConfig
 from securepipe.errors import ConfigError
+from securepipe.protect.registry import operator_for
 
 __all__ = ["ROW_LEVEL", "gx_class_name", "row_rule", "validate_gate"]
 
@@ -76,8 +78,6 @@ def validate_gate(gate: GateConfig, table_name: str, table: TableConfig) -> None
         ConfigError: unknown expectation, arguments GX refuses, an unknown column, or a
             `quarantine` action on an expectation that has no row-level form.
     """
-    import great_expectations as gx
-
     for i, spec in enumerate(gate.expectations):
         where = f"{gate.source_file}: expectation {i + 1} ({spec.expectation})"
         cls = getattr(gx.expectations, gx_class_name(spec.expectation), None)
@@ -96,7 +96,7 @@ def validate_gate(gate: GateConfig, table_name: str, table: TableConfig) -> None
         column = spec.kwargs.get("column")
         if column is not None and column not in table.columns:
             raise ConfigError(f"{where}: table {table_name!r} has no column {column!r}")
-        if column is not None and table.columns[column].protect.op == "drop":
+        if column is not None and operator_for(table.columns[column]).removes_column:
             raise ConfigError(f"{where}: column {column!r} of table {table_name!r} is dropped")
         if spec.action == "quarantine":
             if spec.expectation not in ROW_LEVEL:

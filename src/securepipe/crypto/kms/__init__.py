@@ -1,62 +1,21 @@
-"""Key-encryption-key (KEK) providers behind one small interface.
+"""Key-encryption-key (KEK) providers behind one small interface (`base.KmsProvider`).
 
 A provider wraps and unwraps data keys; it never hands out its KEK. `KmsSpec` is the serialisable
 description shipped to executors so that each Python worker can open the provider itself: it holds
 where the KEK is and how to reach it, never a secret (PINs and credentials come from the
-environment of the process that opens the provider).
+environment of the process that opens the provider). The optional libraries (boto3,
+python-pkcs11) are imported only when their provider is opened.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Protocol
-
+from securepipe.crypto.kms.aws import AwsKms
+from securepipe.crypto.kms.base import KmsProvider, KmsSpec, generate_wrapped
+from securepipe.crypto.kms.local import LocalKms
+from securepipe.crypto.kms.pkcs11 import Pkcs11Kms
 from securepipe.errors import KeyAccessError
 
 __all__ = ["KmsProvider", "KmsSpec", "generate_wrapped", "open_provider"]
-
-
-class KmsProvider(Protocol):
-    """Wraps and unwraps data keys under a KEK that stays inside the provider."""
-
-    def wrap(self, key: bytes, context: str) -> bytes:
-        """Encrypt `key`, bound to `context` (the key name and version)."""
-        ...
-
-    def unwrap(self, wrapped: bytes, context: str) -> bytes:
-        """Decrypt a wrapped key; raises `KeyAccessError` on any failure."""
-        ...
-
-    def kek_id(self) -> str:
-        """A stable, non-secret identifier of the KEK (recorded in the keyring)."""
-        ...
-
-
-@dataclass(frozen=True)
-class KmsSpec:
-    """Serialisable provider description: which provider, where its KEK is; nothing secret."""
-
-    provider: str
-    location: str
-    params: tuple[tuple[str, str], ...] = ()
-
-    def param(self, name: str, default: str = "") -> str:
-        """One provider parameter."""
-        return dict(self.params).get(name, default)
-
-
-def generate_wrapped(provider: KmsProvider, length: int, context: str) -> bytes:
-    """A fresh random data key, returned only in wrapped form.
-
-    Providers that can generate inside the KMS (`generate_wrapped` method, e.g. AWS
-    GenerateDataKey) do; the others wrap a key from the operating system's CSPRNG.
-    """
-    native = getattr(provider, "generate_wrapped", None)
-    if native is not None:
-        wrapped: bytes = native(length, context)
-        return wrapped
-    return provider.wrap(os.urandom(length), context)
 
 
 def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
@@ -70,15 +29,9 @@ def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
         KeyAccessError: unknown provider, or the provider refuses to open.
     """
     if spec.provider == "local":
-        from securepipe.crypto.kms.local import LocalKms
-
         return LocalKms(spec.location, create=create)
     if spec.provider == "pkcs11":
-        from securepipe.crypto.kms.pkcs11 import Pkcs11Kms
-
         return Pkcs11Kms(spec, create=create)
     if spec.provider == "aws-kms":
-        from securepipe.crypto.kms.aws import AwsKms
-
         return AwsKms(spec)
     raise KeyAccessError(f"unknown KMS provider {spec.provider!r}")

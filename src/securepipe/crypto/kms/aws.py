@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from securepipe.crypto.kms import KmsSpec
+from securepipe.crypto.kms.base import KmsSpec
 from securepipe.errors import KeyAccessError
 
 __all__ = ["AwsKms"]

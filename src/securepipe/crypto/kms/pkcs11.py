@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any
 
-from securepipe.crypto.kms import KmsSpec
+from securepipe.crypto.kms.base import KmsSpec
 from securepipe.errors import KeyAccessError
 
 __all__ = ["Pkcs11Kms"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -24,7 +25,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-__all__ = ["AUDIT_SCHEMA", "AuditEntry", "append_audit", "audit_path", "read_audit"]
+__all__ = ["AUDIT_SCHEMA", "AuditEntry", "append_audit", "new_run_id", "read_audit"]
 
 AUDIT_SCHEMA = StructType(
     [
@@ -89,14 +90,9 @@ class AuditEntry:
         )
 
 
-def audit_path(lakehouse_root: str) -> str:
-    """`<lakehouse>/_audit/runs`."""
-    return f"{lakehouse_root.rstrip('/')}/_audit/runs"
-
-
-def append_audit(spark: SparkSession, lakehouse_root: str, entries: Iterable[AuditEntry]) -> None:
-    """Append entries to the audit table (created append-only on first use)."""
-    path = audit_path(lakehouse_root)
+def append_audit(spark: SparkSession, path: str, entries: Iterable[AuditEntry]) -> None:
+    """Append entries to the audit table at `path` (`Layout.audit`; created append-only on first
+    use)."""
     if not DeltaTable.isDeltaTable(spark, path):
         (
             DeltaTable.createIfNotExists(spark)
@@ -109,10 +105,13 @@ def append_audit(spark: SparkSession, lakehouse_root: str, entries: Iterable[Aud
     df.write.format("delta").mode("append").save(path)
 
 
-def read_audit(spark: SparkSession, lakehouse_root: str) -> DataFrame:
-    """The audit table, newest run first."""
-    return (
-        spark.read.format("delta")
-        .load(audit_path(lakehouse_root))
-        .orderBy("started_at", ascending=False)
-    )
+def read_audit(spark: SparkSession, path: str) -> DataFrame:
+    """The audit table at `path` (`Layout.audit`), newest run first."""
+    return spark.read.format("delta").load(path).orderBy("started_at", ascending=False)
+
+
+def new_run_id(label: str) -> str:
+    """A unique, sortable run id: `<label>_<UTC stamp>_<8 hex>` (the label: a run date or a
+    job name)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{label}_{stamp}_{uuid.uuid4().hex[:8]}"

@@ -42,7 +42,7 @@ def read_landing(
 ) -> DataFrame:
     """Read a run date's landing files as strings, keeping malformed records.
 
-    Every declared column is read as a string (typing happens in `securepipe.validate`, which can
+    Every declared column is read as a string (typing happens in `securepipe.io.rows`, which can
     then say which column failed); CSV and JSON records that do not parse land in
     `_corrupt_record` instead of being dropped. `_source_file` names each row's file.
 

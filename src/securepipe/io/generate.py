@@ -278,8 +278,8 @@ def generate_landing(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m securepipe.generate --landing DIR --date D --rows N`."""
-    parser = argparse.ArgumentParser(prog="python -m securepipe.generate")
+    """`python -m securepipe.io.generate --landing DIR --date D --rows N`."""
+    parser = argparse.ArgumentParser(prog="python -m securepipe.io.generate")
     parser.add_argument("--landing", default="./landing")
     parser.add_argument("--date", required=True)
     parser.add_argument("--rows", type=int, default=10_000)

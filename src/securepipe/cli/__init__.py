@@ -1,0 +1,109 @@
+"""`securepipe` command line: run | demo | generate | keys | reencrypt | show | audit | maintain |
+erase | verify-erasure | access | history.
+
+Exit codes (what schedulers rely on): 0 ok, 2 a compliance gate refused the batch (or
+`verify-erasure` found readable values), 1 any other error. Errors print one line on stderr that
+names the file, table, column or key at fault and never a data value.
+
+One module per command group (`run`, `keys`, `erasure`, `tables`, `ops`); each command loads the
+configuration (`session.load`), opens one session (`session.spark_session`), makes one call into
+`securepipe.pipeline` and prints through `render`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from securepipe.cli import erasure, keys, ops, run, tables
+from securepipe.cli.session import DEFAULT_CONFIG
+from securepipe.errors import SecurePipeError
+
+__all__ = ["JsonLines", "main"]
+
+_EXTRA = (
+    "event",
+    "table",
+    "stage",
+    "seconds",
+    "rows_read",
+    "rows_rejected",
+    "rows_published",
+    "rows_quarantined",
+    "version",
+    "passed",
+)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log record (for schedulers and log shippers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line, with the stage fields when present."""
+        doc = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        doc.update({k: getattr(record, k) for k in _EXTRA if hasattr(record, k)})
+        return json.dumps(doc, default=str)
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty() and os.environ.get("SECUREPIPE_LOG_FORMAT") != "json":
+        # On a terminal: short progress lines.
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    else:
+        handler.setFormatter(JsonLines())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="securepipe", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (%(default)s)")
+    common.add_argument("--lakehouse", help="override the lakehouse root")
+    common.add_argument("--landing", help="override the landing root")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (run, keys, ops, tables, erasure):
+        group.register(sub, common)
+    return parser
+
+
+def _unexpected(exc: BaseException) -> str:
+    # Spark and Py4J messages can quote data values: report only the class and the error
+    # condition, never the message text.
+    condition = getattr(exc, "getCondition", lambda: None)()
+    if isinstance(exc, ImportError) and exc.name:
+        # A missing module is a deployment mistake (--py-files, the executors' Python).
+        return f"unexpected {type(exc).__name__}: no module {exc.name!r} on this Python"
+    return f"unexpected {type(exc).__name__}" + (f" [{condition}]" if condition else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `securepipe` and of `jobs/*.py`; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    _setup_logging()
+    try:
+        code: int = args.func(args)
+        return code
+    except SecurePipeError as exc:
+        print(f"securepipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        print(f"securepipe: error: {_unexpected(exc)}", file=sys.stderr)
+        if os.environ.get("SECUREPIPE_DEBUG") == "1":  # developers only: may show values
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

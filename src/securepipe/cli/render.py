@@ -1,0 +1,156 @@
+"""Everything the CLI prints or writes for people: run summaries, tables, the HTML matrix."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from securepipe.config import PipelineConfig
+from securepipe.crypto.keyring import Keyring
+from securepipe.pipeline.nightly import RunResult
+
+__all__ = [
+    "audit_lines",
+    "display",
+    "keys_lines",
+    "matrix_html",
+    "matrix_lines",
+    "row_json",
+    "run_summary",
+    "verify_lines",
+]
+
+
+def run_summary(result: RunResult, cfg: PipelineConfig) -> str:
+    """The console summary of one nightly run: counts, versions and where outputs are."""
+    out = [
+        f"\nsecurepipe run {result.run_id} (run date {result.run_date})",
+        f"{'table':<14}{'read':>10}{'published':>11}{'quarantined':>13}{'version':>9}  status",
+    ]
+    for t in result.tables:
+        out.append(
+            f"{t.table:<14}{t.rows_read:>10}{t.rows_published:>11}{t.rows_quarantined:>13}"
+            f"{t.table_version:>9}  {t.status}"
+        )
+    out.append("\noutputs:")
+    for t in result.tables:
+        out.append(f"  {t.table:<14} {t.table_path}   (quarantine: {t.quarantine_path})")
+        for role, version in t.access.items():
+            out.append(f"  {'':<14} role {role}: access/{role}/{t.table} version {version}")
+    out.append(f"  report         {result.report_path}")
+    out.append(
+        f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)"
+    )
+    return "\n".join(out)
+
+
+def keys_lines(keyring: Keyring) -> list[str]:
+    """One line per key: type, current version, versions with dates, destroyed versions."""
+    lines = []
+    for key in keyring.describe():
+        versions = ", ".join(f"v{v} {created}" for v, created in key["versions"].items())
+        destroyed = ", ".join(f"v{v}" for v in key["destroyed"])
+        lines.append(
+            f"{key['name']:<16}{key['type']:<6} current v{key['current']}  ({versions})"
+            + (f"  destroyed: {destroyed}" if destroyed else "")
+        )
+    return lines
+
+
+def matrix_lines(rows: list[dict[str, Any]], roles: list[str]) -> list[str]:
+    """The access matrix as text: one line per column, one cell per role."""
+    width = max(len(f"{r['table']}.{r['column']}") for r in rows) + 2
+    lines = [f"{'column':<{width}}{'class':<14}" + "".join(f"{r:<22}" for r in roles)]
+    for r in rows:
+        cells = "".join(f"{(r[role] or '-'):<22}" for role in roles)
+        lines.append(f"{r['table'] + '.' + r['column']:<{width}}{r['classification']:<14}{cells}")
+    return lines
+
+
+def matrix_html(rows: list[dict[str, Any]], roles: list[str], version: str) -> str:
+    """The access matrix as a standalone HTML page (every cell escaped)."""
+    head = "".join(f"<th>{html.escape(r)}</th>" for r in roles)
+    body = "".join(
+        f"<tr><td>{html.escape(str(r['table']))}</td><td>{html.escape(str(r['column']))}</td>"
+        f"<td>{html.escape(str(r['classification']))}</td>"
+        f"<td>{html.escape(str(r['protection']))}</td>"
+        + "".join(f"<td>{html.escape(str(r[role]) or '—')}</td>" for role in roles)
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>securepipe: who sees what</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
+        f"</style><h1>Who sees what</h1><p>policy version {html.escape(version)}; — = hidden</p>"
+        f"<table><tr><th>table</th><th>column</th><th>class</th><th>protection</th>{head}</tr>"
+        f"{body}</table>"
+    )
+
+
+def display(value: object) -> object:
+    """A cell for `show`: envelopes and binaries by size and key version, never their bytes."""
+    if isinstance(value, bytes | bytearray):
+        data = bytes(value)
+        if len(data) > 5 and data[0] == 1:
+            return f"<envelope v{int.from_bytes(data[1:5], 'big')}, {len(data)} bytes>"
+        return f"<binary, {len(data)} bytes>"
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def row_json(row: Mapping[str, object]) -> str:
+    """One row of `show` as a JSON line."""
+    return json.dumps({k: display(v) for k, v in row.items()}, ensure_ascii=False)
+
+
+def audit_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The audit log as a table, newest first; messages cut at 200 characters."""
+    lines = [
+        f"{'started (UTC)':<21}{'job':<11}{'run date':<12}{'status':<13}{'read':>9}"
+        f"{'published':>11}{'quarant.':>10}  run id"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['job']:<11}{r['run_date'] or '':<12}"
+            f"{r['status']:<13}{r['rows_read'] or 0:>9}{r['rows_published'] or 0:>11}"
+            f"{r['rows_quarantined'] or 0:>10}  {r['run_id']}"
+        )
+        if r["message"]:
+            lines.append(f"{'':<21}{r['message'][:200]}")
+    return lines
+
+
+def verify_lines(report: Mapping[str, Any]) -> tuple[list[str], str]:
+    """Per column what is left of the subjects (for stderr), and the verdict line."""
+    lines = []
+    for name, entry in sorted(report["tables"].items()):
+        for column, col in sorted(entry["columns"].items()):
+            until = col.get("removable_after")
+            until = f" (removable after {until})" if until else ""
+            versions = col.get("versions") or []
+            where = f" in versions {min(versions)}-{max(versions)}" if versions else ""
+            lines.append(
+                f"  {name}.{column}: {col['values']} values{where}: {col['status']}{until}"
+            )
+    if report["erased"]:
+        return lines, (
+            f"verified: every file of {report['tables_checked']} tables read, "
+            f"{report['values_found']} stored values of these subjects, none readable"
+        )
+    reasons = []
+    if report["values_readable"]:
+        reasons.append(f"{report['values_readable']} values of these subjects can still be read")
+    if report.get("subject_keys_live"):
+        reasons.append(f"{report['subject_keys_live']} subjects still have a key")
+    if report.get("tombstoned", 0) < report["subjects"]:
+        reasons.append(
+            f"{report['subjects'] - report.get('tombstoned', 0)} subjects have no tombstone "
+            "(not erased: they would be published again)"
+        )
+    if report["errors"]:
+        reasons.append(f"{len(report['errors'])} tables could not be read")
+    return lines, f"securepipe: error: not erased: {'; '.join(reasons)}"

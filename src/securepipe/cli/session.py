@@ -1,0 +1,50 @@
+"""What every command does first: load the configuration (one load step), open one session."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from securepipe.pipeline.load import Loaded, load_pipeline
+from securepipe.spark import configure_builder, submitted_file
+
+__all__ = ["DEFAULT_CONFIG", "load", "spark_session"]
+
+DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
+
+
+def _config_path(name: str) -> str:
+    """`--config` as given, or the copy shipped with `spark-submit --files` of that name."""
+    if Path(name).exists():
+        return name
+    shipped = submitted_file(name)
+    return str(shipped) if shipped is not None else name
+
+
+def load(args: argparse.Namespace) -> Loaded:
+    """The validated configuration and access policy named by `--config` (with the
+    `--lakehouse` / `--landing` overrides), before Spark starts."""
+    return load_pipeline(
+        _config_path(args.config),
+        lakehouse=getattr(args, "lakehouse", None),
+        landing=getattr(args, "landing", None),
+    )
+
+
+@contextmanager
+def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
+    """One session for one command, stopped however the command ends."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    cfg = loaded.cfg
+    spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        yield spark
+    finally:
+        spark.stop()

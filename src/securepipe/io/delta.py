@@ -1,0 +1,297 @@
+"""Delta Lake I/O: table creation with safe statistics, idempotent partition replace, history."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from securepipe import __version__
+from securepipe.errors import ConfigError, PublishError, SecurePipeError
+
+__all__ = [
+    "DELTA_SAFETY_HOURS",
+    "CommitInfo",
+    "check_retention",
+    "commit_records",
+    "compliance_record",
+    "current_version",
+    "ensure_table",
+    "history",
+    "overwrite_table",
+    "replace_partition",
+    "restore",
+    "retention_check_disabled",
+    "retry_concurrent",
+]
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """The Delta commit a write produced."""
+
+    path: str
+    version: int
+    rows_written: int
+
+
+def ensure_table(
+    spark: SparkSession,
+    path: str,
+    schema: StructType,
+    partition_by: str,
+    stats_columns: Iterable[str],
+) -> None:
+    """Create the Delta table at `path` if it does not exist.
+
+    Data-skipping statistics (min/max values in the `_delta_log`) are collected only for
+    `stats_columns`: statistics of a protected column would copy values into the log, and tokens
+    or ciphertexts gain nothing from them.
+    """
+    if DeltaTable.isDeltaTable(spark, path):
+        return
+    stats = [c for c in stats_columns if c != partition_by]
+    builder = (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(schema)
+        .partitionedBy(partition_by)
+        .property("delta.appendOnly", "false")
+    )
+    if stats:
+        builder = builder.property("delta.dataSkippingStatsColumns", ",".join(stats))
+    else:
+        builder = builder.property("delta.dataSkippingNumIndexedCols", "0")
+    # Two first runs racing to create the table: the loser retries and finds it created.
+    retry_concurrent(builder.execute, f"creating Delta table {path}")
+
+
+def replace_partition(
+    df: DataFrame,
+    path: str,
+    partition_by: str,
+    partition_value: str,
+    user_metadata: dict[str, Any],
+) -> CommitInfo:
+    """Atomically replace one partition's rows (re-running a date never duplicates).
+
+    Args:
+        df: rows whose `partition_by` column equals `partition_value`.
+        path: the Delta table.
+        partition_by: the partition column (a date).
+        partition_value: the ISO date being replaced.
+        user_metadata: the compliance record, stored as JSON in the commit's `userMetadata`.
+
+    Returns:
+        The commit's version and row count.
+    """
+
+    def write() -> None:
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"{partition_by} = DATE'{partition_value}'")
+            .option("userMetadata", json.dumps(user_metadata, sort_keys=True))
+            .save(path)
+        )
+
+    # Another run committing to the same table first raises one of Delta's concurrency
+    # exceptions: retry (the replaceWhere makes the write idempotent); any other error keeps its
+    # class only, never its message (Spark messages can quote values).
+    retry_concurrent(write, f"writing Delta table {path}")
+    return last_commit(df.sparkSession, path)
+
+
+def overwrite_table(
+    df: DataFrame,
+    path: str,
+    record: dict[str, Any],
+    partition_by: str | None = None,
+    overwrite_schema: bool = False,
+) -> CommitInfo:
+    """Replace the whole table's contents (and schema) in one commit carrying `record`.
+
+    Errors propagate as Spark raised them: call it inside `retry_concurrent`, which retries
+    conflicts and turns anything else into a `PublishError` that names the class only.
+    """
+    writer = df.write.format("delta").mode("overwrite")
+    if overwrite_schema:
+        writer = writer.option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(partition_by)
+    writer.option("userMetadata", json.dumps(record, sort_keys=True)).save(path)
+    return last_commit(df.sparkSession, path)
+
+
+def last_commit(spark: SparkSession, path: str) -> CommitInfo:
+    """The newest commit of the table at `path` with the rows it wrote."""
+    last = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    metrics = last["operationMetrics"] or {}
+    return CommitInfo(path, int(last["version"]), int(metrics.get("numOutputRows", 0)))
+
+
+def compliance_record(
+    job: str, run_id: str, table: str, config_hash: str, **extra: object
+) -> dict[str, object]:
+    """The compliance record of one commit (stored in `userMetadata`): who wrote it, from which
+    configuration, when; `extra` carries the job's counts, key versions and gate verdicts."""
+    return {
+        "securepipe": __version__,
+        "run_id": run_id,
+        "job": job,
+        "table": table,
+        "config_hash": config_hash,
+        "committed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def commit_records(
+    spark: SparkSession, path: str, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The parsed compliance records of the table's commits, newest first (none if the path is
+    not a Delta table; commits without a readable record are skipped)."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return
+    table = DeltaTable.forPath(spark, path)
+    rows = (table.history(limit) if limit else table.history()).select("userMetadata").collect()
+    for row in rows:
+        try:
+            record = json.loads(row["userMetadata"] or "{}")
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record:
+            yield record
+
+
+def _error_class(exc: BaseException) -> str:
+    # The error condition (e.g. DELTA_FAILED_TO_MERGE_FIELDS) names the kind of failure without
+    # quoting data; the message text could, so it is never shown.
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return type(exc).__name__ + (f" [{condition}]" if condition else "")
+
+
+def history(spark: SparkSession, path: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Version, timestamp, operation and the parsed compliance record of each commit."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise PublishError(f"{path} is not a Delta table")
+    table = DeltaTable.forPath(spark, path)
+    rows = (table.history(limit) if limit else table.history()).collect()
+    out = []
+    for row in rows:
+        meta = row["userMetadata"]
+        try:
+            record = json.loads(meta) if meta else None
+        except ValueError:
+            record = {"unparsed": meta}
+        out.append(
+            {
+                "version": row["version"],
+                "timestamp": str(row["timestamp"]),
+                "operation": row["operation"],
+                "record": record,
+            }
+        )
+    return out
+
+
+def current_version(spark: SparkSession, path: str) -> int:
+    """The latest version of the Delta table at `path`, or -1 if there is none."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
+def restore(spark: SparkSession, path: str, version: int) -> None:
+    """Roll the table back to `version` (a new commit; used when a post-commit check fails)."""
+    DeltaTable.forPath(spark, path).restoreToVersion(version)
+
+
+DELTA_SAFETY_HOURS = 168  # Delta refuses VACUUM below 7 days unless its check is disabled
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentWriteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_TABLE_ALREADY_EXISTS",
+)
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True for Delta's optimistic-concurrency conflicts (another writer committed first)."""
+    text = type(exc).__name__ + " " + str(getattr(exc, "getCondition", lambda: "")() or "")
+    if not any(c in text for c in _CONFLICTS):
+        text += " " + str(exc)[:400]
+    return any(c in text for c in _CONFLICTS)
+
+
+def retry_concurrent(action: Callable[[], T], what: str, attempts: int = 4) -> T:
+    """Run a Delta write, retrying when another writer won the race (with backoff).
+
+    Raises:
+        PublishError: still conflicting after `attempts`, or any other failure (class only).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except SecurePipeError:
+            raise  # our own refusals (a gate, a policy) are not concurrency conflicts
+        except Exception as exc:
+            if is_conflict(exc) and attempt < attempts:
+                _log.warning("%s: concurrent commit, retrying (%d/%d)", what, attempt, attempts)
+                time.sleep(0.5 * 2**attempt)
+                continue
+            reason = "concurrent writers kept winning" if is_conflict(exc) else _error_class(exc)
+            raise PublishError(f"{what} failed ({reason})") from None
+    raise PublishError(f"{what} failed")  # pragma: no cover
+
+
+def check_retention(hours: int, allow_below_safety: bool) -> None:
+    """Refuse a VACUUM retention below Delta's 7-day safety threshold unless asked explicitly.
+
+    Raises:
+        ConfigError: `hours` is below 168 and `allow_below_safety` is false.
+    """
+    if hours < 0:
+        raise ConfigError("retention hours must not be negative")
+    if hours < DELTA_SAFETY_HOURS and not allow_below_safety:
+        raise ConfigError(
+            f"VACUUM retention of {hours} h is below Delta's safety threshold of "
+            f"{DELTA_SAFETY_HOURS} h: readers of older versions and running writers could lose "
+            "files; pass --allow-below-safety (and set retention.allow_below_safety) to insist"
+        )
+
+
+_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+
+
+@contextmanager
+def retention_check_disabled(spark: SparkSession) -> Iterator[None]:
+    """Let VACUUM go below Delta's safety threshold inside the block, then restore the session's
+    previous setting (not a hard-coded `true`). Call it only under the exclusive lakehouse lock:
+    that is what makes a short retention safe for concurrent writers."""
+    previous = spark.conf.get(_RETENTION_CHECK, None)
+    spark.conf.set(_RETENTION_CHECK, "false")
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_RETENTION_CHECK)
+        else:
+            spark.conf.set(_RETENTION_CHECK, previous)

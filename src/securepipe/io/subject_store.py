@@ -1,0 +1,277 @@
+"""The subject key store and the tombstones: two small Delta tables under `<lakehouse>/_keys`.
+
+* **Subject keys** (`_keys/subjects`: subject hash, wrapped key, created at; deletion vectors
+  off) are looked up with a join, never a call per row. Keys are created with a Delta MERGE
+  (insert when not matched), so two overlapping runs cannot give one subject two keys. Each
+  wrapped key names the version of the subject KEK that wrapped it.
+* **Tombstones** (`_keys/tombstones`) hold the keyed hashes of erased subjects, never their ids.
+
+What to erase and when is decided by `securepipe.pipeline.erasure`; this module reads and writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType, TimestampType
+
+from securepipe.crypto.keycache import data_keys
+from securepipe.crypto.keyring import KeyHandle
+from securepipe.crypto.subject import subject_hash
+from securepipe.io.delta import retention_check_disabled, retry_concurrent
+from securepipe.layout import Layout
+from securepipe.protect.subject_udfs import (
+    HASH_COLUMN,
+    WRAPPED_COLUMN,
+    new_subject_key_udf,
+    rewrap_subject_key_udf,
+)
+from securepipe.protect.udfs import build_hmac_udf
+
+__all__ = [
+    "STORE_SCHEMA",
+    "TOMBSTONE_SCHEMA",
+    "add_tombstones",
+    "attach_subject_keys",
+    "count_tombstoned",
+    "destroy_subject_keys",
+    "drop_erased_subjects",
+    "ensure_subject_keys",
+    "live_subject_hashes",
+    "rewrap_store",
+    "subject_hashes",
+    "subject_keys_wrapped_under",
+    "with_subject_hash",
+]
+
+STORE_SCHEMA = StructType(
+    [
+        StructField("subject_hash", StringType(), False),
+        StructField("wrapped_key", BinaryType(), False),
+        StructField("created_at", TimestampType(), False),
+    ]
+)
+TOMBSTONE_SCHEMA = StructType(
+    [
+        StructField("subject_hash", StringType(), False),
+        StructField("erased_at", TimestampType(), False),
+        StructField("run_id", StringType(), False),
+    ]
+)
+
+
+def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str) -> None:
+    if not DeltaTable.isDeltaTable(spark, path):
+        builder = (
+            DeltaTable.createIfNotExists(spark)
+            .location(path)
+            .addColumns(schema)
+            # DELETE must rewrite files (no deletion vectors) so that VACUUM can remove the
+            # wrapped keys of erased subjects for good.
+            .property("delta.enableDeletionVectors", "false")
+            .property("delta.dataSkippingNumIndexedCols", "1")
+        )
+        retry_concurrent(builder.execute, f"creating {what} {path}")
+
+
+def _insert_new_hashes(spark: SparkSession, path: str, rows: DataFrame, what: str) -> int:
+    """MERGE `rows` into the Delta table at `path`, inserting only subject hashes it lacks.
+
+    A concurrent writer that inserted the same hashes first makes Delta refuse the commit; the
+    retry then finds them and inserts nothing twice. Returns the number of rows inserted.
+    """
+
+    def merge() -> int:
+        target = DeltaTable.forPath(spark, path)
+        target.alias("t").merge(
+            rows.alias("n"), "t.subject_hash = n.subject_hash"
+        ).whenNotMatchedInsertAll().execute()
+        last = target.history(1).collect()[0]
+        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+
+    return retry_concurrent(merge, what)
+
+
+def _store(spark: SparkSession, layout: Layout) -> DataFrame:
+    _ensure_delta(spark, layout.subject_store, STORE_SCHEMA, "subject key store")
+    return spark.read.format("delta").load(layout.subject_store)
+
+
+def _tombstones(spark: SparkSession, layout: Layout) -> DataFrame:
+    if not DeltaTable.isDeltaTable(spark, layout.tombstones):
+        return spark.createDataFrame([], TOMBSTONE_SCHEMA)
+    return spark.read.format("delta").load(layout.tombstones)
+
+
+def _hash_frame(spark: SparkSession, hashes: Iterable[str]) -> DataFrame:
+    return spark.createDataFrame([(h,) for h in hashes], "subject_hash string")
+
+
+def with_subject_hash(df: DataFrame, subject_column: str, index: KeyHandle) -> DataFrame:
+    """Add `_subject_hash`: the keyed hash (HMAC under the subject index key) of the subject
+    column (pure)."""
+    return df.withColumn(HASH_COLUMN, build_hmac_udf(index)(F.col(subject_column).cast("string")))
+
+
+def subject_hashes(index: KeyHandle, ids: Iterable[str]) -> list[str]:
+    """The keyed hashes of subject ids (driver side; equal to `with_subject_hash`'s)."""
+    key = data_keys(index)[index.current]
+    return [subject_hash(key, i) for i in ids]
+
+
+def drop_erased_subjects(
+    spark: SparkSession, layout: Layout, hashed: DataFrame
+) -> tuple[DataFrame, int]:
+    """Remove the rows of erased subjects from a frame with `_subject_hash`.
+
+    Returns:
+        The remaining rows and how many rows were dropped. Dropped rows are not kept anywhere:
+        no key, no quarantine, no raw record.
+    """
+    tomb = F.broadcast(
+        _tombstones(spark, layout).select(F.col("subject_hash").alias(HASH_COLUMN)).distinct()
+    )
+    erased = hashed.join(tomb, HASH_COLUMN, "left_semi").count()
+    if not erased:
+        return hashed, 0
+    return hashed.join(tomb, HASH_COLUMN, "left_anti"), erased
+
+
+def ensure_subject_keys(
+    spark: SparkSession, layout: Layout, hashed: DataFrame, kek: KeyHandle
+) -> int:
+    """Create keys, wrapped under `kek`, for subjects of `hashed` (a frame with `_subject_hash`)
+    that have none.
+
+    The anti-join keeps the work to new subjects; the MERGE (insert when not matched) makes the
+    creation safe against an overlapping run that creates the same subject's key first.
+
+    Returns the number of new subject keys.
+    """
+    store = _store(spark, layout)
+    new = (
+        hashed.select(F.col(HASH_COLUMN).alias("subject_hash"))
+        .where(F.col("subject_hash").isNotNull())
+        .distinct()
+        .join(store.select("subject_hash"), "subject_hash", "left_anti")
+        .select(
+            "subject_hash",
+            new_subject_key_udf(kek)(F.col("subject_hash")).alias("wrapped_key"),
+            F.current_timestamp().alias("created_at"),
+        )
+        .persist()
+    )
+    try:
+        if not new.count():
+            return 0
+        path = layout.subject_store
+        return _insert_new_hashes(spark, path, new, f"creating subject keys in {path}")
+    finally:
+        new.unpersist()
+
+
+def attach_subject_keys(spark: SparkSession, layout: Layout, hashed: DataFrame) -> DataFrame:
+    """Join each row to its subject's wrapped key (`_subject_wrapped`; null once erased)."""
+    store = _store(spark, layout).select(
+        F.col("subject_hash").alias(HASH_COLUMN), F.col("wrapped_key").alias(WRAPPED_COLUMN)
+    )
+    return hashed.join(store, HASH_COLUMN, "left")
+
+
+def rewrap_store(spark: SparkSession, layout: Layout, kek: KeyHandle) -> int:
+    """Re-wrap every subject key under the current version of the subject KEK.
+
+    One overwrite of the store; the old files (wrapped under the old version) are then vacuumed,
+    so the old KEK version can be destroyed once backups made before the rotation expire. The
+    caller holds the exclusive lakehouse lock.
+
+    Returns the number of subject keys re-wrapped.
+    """
+    path = layout.subject_store
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    store = spark.read.format("delta").load(path)
+    rewrapped = store.select(
+        "subject_hash",
+        rewrap_subject_key_udf(kek)(F.col("subject_hash"), F.col("wrapped_key")).alias(
+            "wrapped_key"
+        ),
+        "created_at",
+    )
+    retry_concurrent(
+        lambda: rewrapped.write.format("delta").mode("overwrite").save(path),
+        f"re-wrapping subject keys in {path}",
+    )
+    with retention_check_disabled(spark):
+        DeltaTable.forPath(spark, path).vacuum(0)
+    return int(spark.read.format("delta").load(path).count())
+
+
+def subject_keys_wrapped_under(spark: SparkSession, layout: Layout, version: int) -> int:
+    """How many subject keys in the store are wrapped by version `version` of the subject KEK
+    (destroying that version would erase those subjects)."""
+    path = layout.subject_store
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    w = F.col("wrapped_key")
+    kek_version = F.when(F.length(w) == 60, F.lit(1)).otherwise(
+        F.conv(F.hex(F.substring(w, 2, 4)), 16, 10).cast("int")
+    )
+    return int(spark.read.format("delta").load(path).where(kek_version == version).count())
+
+
+def add_tombstones(spark: SparkSession, layout: Layout, hashes: list[str], run_id: str) -> int:
+    """Record erased subjects' hashes (idempotent); returns how many were new."""
+    if not hashes:
+        return 0
+    path = layout.tombstones
+    _ensure_delta(spark, path, TOMBSTONE_SCHEMA, "tombstone table")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = spark.createDataFrame([(h, now, run_id) for h in hashes], TOMBSTONE_SCHEMA)
+    return _insert_new_hashes(spark, path, rows, f"writing tombstones {path}")
+
+
+def count_tombstoned(spark: SparkSession, layout: Layout, hashes: list[str]) -> int:
+    """How many of `hashes` have a tombstone."""
+    if not hashes:
+        return 0
+    return (
+        _tombstones(spark, layout)
+        .where(F.col("subject_hash").isin(hashes))
+        .select("subject_hash")
+        .distinct()
+        .count()
+    )
+
+
+def live_subject_hashes(spark: SparkSession, layout: Layout, hashes: list[str]) -> set[str]:
+    """Which of `hashes` still have a key in the store."""
+    if not hashes or not DeltaTable.isDeltaTable(spark, layout.subject_store):
+        return set()
+    found = (
+        spark.read.format("delta")
+        .load(layout.subject_store)
+        .join(_hash_frame(spark, hashes), "subject_hash", "left_semi")
+        .select("subject_hash")
+        .collect()
+    )
+    return {r[0] for r in found}
+
+
+def destroy_subject_keys(spark: SparkSession, layout: Layout, hashes: list[str]) -> int:
+    """Delete the subjects' keys and VACUUM the store's old files at once (the store has no
+    time travel worth keeping; its only reader is the pipeline). The caller holds the exclusive
+    lakehouse lock. Returns how many subjects had a key."""
+    known = len(live_subject_hashes(spark, layout, hashes))
+    if known:
+        store = DeltaTable.forPath(spark, layout.subject_store)
+        store.alias("s").merge(
+            _hash_frame(spark, hashes).alias("h"), "s.subject_hash = h.subject_hash"
+        ).whenMatchedDelete().execute()
+        with retention_check_disabled(spark):
+            store.vacuum(0)
+    return known

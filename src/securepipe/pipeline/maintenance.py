@@ -1,0 +1,70 @@
+"""Retention: log retention properties and VACUUM on every table securepipe writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+
+from securepipe.config import PipelineConfig
+from securepipe.io.delta import DELTA_SAFETY_HOURS, check_retention, retention_check_disabled
+from securepipe.layout import Layout
+from securepipe.locks import lakehouse_lock
+
+__all__ = ["delta_tables", "maintain", "run_maintenance"]
+
+
+def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
+    """Every Delta table under the lakehouse: tables, quarantine, access/<role>, _audit."""
+    layout = Layout.of(cfg)
+    candidates = [layout.table(t) for t in cfg.tables]
+    candidates += [layout.quarantine(t) for t in cfg.tables]
+    access_root = Path(f"{layout.root}/access")
+    if "://" not in layout.root and access_root.is_dir():
+        for role in sorted(p.name for p in access_root.iterdir() if p.is_dir()):
+            candidates += [layout.access(role, t) for t in cfg.tables]
+    candidates.append(layout.audit)
+    return [p for p in candidates if DeltaTable.isDeltaTable(spark, p)]
+
+
+def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[str]:
+    """Set retention properties and VACUUM each table, yielding one line per table.
+
+    The caller has checked `hours` against Delta's safety threshold (`io.delta.check_retention`)
+    and holds the exclusive lakehouse lock; below the threshold, Delta's check is switched off
+    for this work only and the session's previous setting is restored.
+    """
+    with ExitStack() as stack:
+        if hours < DELTA_SAFETY_HOURS:
+            stack.enter_context(retention_check_disabled(spark))
+        for path in delta_tables(spark, cfg):
+            days = cfg.retention.log_retention_days
+            spark.sql(
+                f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ("
+                f"'delta.logRetentionDuration' = 'interval {days} days', "
+                f"'delta.deletedFileRetentionDuration' = 'interval {max(hours, 1)} hours')"
+            )
+            DeltaTable.forPath(spark, path).vacuum(hours)
+            yield f"vacuumed {path} (retain {hours} h, log {days} days)"
+
+
+def run_maintenance(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    hours: int | None = None,
+    allow_below_safety: bool = False,
+) -> list[str]:
+    """The `maintain` job: checks the retention (default `retention.vacuum_hours`; below
+    Delta's 7 days only when the configuration *and* the caller allow it), then VACUUMs alone on
+    the lakehouse. Returns one line per table vacuumed.
+
+    Raises:
+        ConfigError: a retention below the safety threshold that was not allowed.
+    """
+    hours = cfg.retention.vacuum_hours if hours is None else hours
+    check_retention(hours, cfg.retention.allow_below_safety and allow_below_safety)
+    with lakehouse_lock(Layout.of(cfg), exclusive=True, what="maintain"):
+        return list(maintain(spark, cfg, hours))

@@ -1,0 +1,346 @@
+"""The nightly run: per table `read → prepare → evaluate → publish → check`, then the role
+tables, the report and the audit entry (see `securepipe.pipeline.stages`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from securepipe.access.policy import AccessPolicy
+from securepipe.access.publish import publish_role_tables
+from securepipe.config import PipelineConfig
+from securepipe.crypto.keyring import KeyHandle
+from securepipe.errors import ConfigError, GateFailed, SecurePipeError
+from securepipe.io.audit import AuditEntry, append_audit, new_run_id
+from securepipe.io.delta import current_version
+from securepipe.io.reports import write_report
+from securepipe.layout import Layout
+from securepipe.locks import lakehouse_lock, run_lock
+from securepipe.pipeline.keys import count_encryptions, resolve_keys
+from securepipe.pipeline.stages import (
+    Evaluated,
+    Landing,
+    Prepared,
+    Published,
+    TableStatus,
+    already_published,
+    check,
+    evaluate,
+    prepare,
+    publish,
+    read,
+    timed,
+)
+from securepipe.protect.subject_udfs import KEK_SENTINEL
+
+__all__ = ["RunResult", "TableResult", "new_run_id", "parse_run_date", "run_nightly", "run_table"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableResult:
+    """What one table's run did."""
+
+    table: str
+    status: TableStatus
+    rows_read: int
+    rows_published: int
+    rows_quarantined: int
+    table_path: str
+    table_version: int
+    quarantine_path: str
+    quarantine_version: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    key_versions: dict[str, int] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    input_files: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    access: dict[str, int] = field(default_factory=dict)
+    rows_erased: int = 0
+    encryptions: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        spark: SparkSession,
+        cfg: PipelineConfig,
+        landing: Landing,
+        prepared: Prepared | None = None,
+        evaluated: Evaluated | None = None,
+        published: Published | None = None,
+    ) -> TableResult:
+        """The result after the stages that ran (skipped, refused by a gate, or published)."""
+        layout = Layout.of(cfg)
+        tpath, qpath = layout.table(landing.table), layout.quarantine(landing.table)
+        status = TableStatus.SKIPPED
+        if evaluated is not None:
+            status = TableStatus.PUBLISHED if evaluated.passed else TableStatus.GATE_FAILED
+        return cls(
+            table=landing.table,
+            status=status,
+            rows_read=prepared.rows_read if prepared else 0,
+            rows_published=published.table.rows_written if published else 0,
+            rows_quarantined=published.quarantine.rows_written if published else 0,
+            table_path=tpath,
+            table_version=published.table.version if published else current_version(spark, tpath),
+            quarantine_path=qpath,
+            quarantine_version=(
+                published.quarantine.version if published else current_version(spark, qpath)
+            ),
+            reasons=evaluated.reasons if evaluated else {},
+            key_versions=prepared.key_versions if prepared else {},
+            gate=evaluated.verdict.as_record() if evaluated else {},
+            input_files=landing.input_files,
+            rows_erased=prepared.rows_erased if prepared else 0,
+            encryptions=prepared.encryptions if prepared else {},
+        )
+
+
+@dataclass
+class RunResult:
+    """What a nightly run did, for the summary, the exit code, the report and the audit log."""
+
+    run_id: str
+    run_date: str
+    config_hash: str
+    tables: list[TableResult]
+    report_path: str = ""
+
+    @property
+    def status(self) -> str:
+        """`ok`, or `gate_failed` if any table's gate refused its batch."""
+        failed = any(t.status == TableStatus.GATE_FAILED for t in self.tables)
+        return TableStatus.GATE_FAILED.value if failed else "ok"
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (counts, versions, verdicts; no values)."""
+        return {**asdict(self), "status": self.status}
+
+
+def run_table(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    table: str,
+    run_date: str,
+    run_id: str,
+    keys: Mapping[str, KeyHandle],
+    skip_unchanged: bool = False,
+) -> TableResult:
+    """One table of the nightly job, stage by stage (`securepipe.pipeline.stages`).
+
+    Returns:
+        The table's result; `GATE_FAILED` when a `fail` gate tripped (nothing written, both
+        Delta tables at their previous versions); `SKIPPED` for an unchanged backfill date.
+
+    Raises:
+        SourceError, SchemaDriftError: the landing files. KeyAccessError: a rolled-back keyring.
+        GateFailed: row accounting failed after the commits (they are rolled back first).
+    """
+    started, stages = time.monotonic(), dict[str, float]()
+    landing = read(spark, cfg, table, run_date)
+    if skip_unchanged and already_published(spark, cfg, landing):
+        _log.info("table %s: %s already published from the same inputs; skipped", table, run_date)
+        return TableResult.of(spark, cfg, landing)
+    with timed(table, "read_protect", stages) as counts:
+        prepared = prepare(spark, cfg, landing, keys)
+        counts.update(rows_read=prepared.rows_read, rows_rejected=prepared.rows_rejected)
+    published = None
+    try:
+        with timed(table, "gate", stages) as counts:
+            evaluated = evaluate(prepared, cfg, keys)
+            counts.update(passed=int(evaluated.passed))
+        if evaluated.passed:
+            with timed(table, "publish", stages) as counts:
+                published = publish(spark, cfg, prepared, evaluated, run_id)
+                check(spark, prepared, published)
+                counts.update(version=published.table.version)
+    finally:
+        prepared.batch.unpersist()
+    result = TableResult.of(spark, cfg, landing, prepared, evaluated, published)
+    result.stages, result.seconds = stages, round(time.monotonic() - started, 2)
+    _log.info(
+        "table %s: %s; read %d, published %d, quarantined %d, version %d (%.1fs)",
+        table,
+        "published"
+        if evaluated.passed
+        else "gate FAILED: " + ", ".join(evaluated.verdict.failures),
+        result.rows_read,
+        result.rows_published,
+        result.rows_quarantined,
+        result.table_version,
+        result.seconds,
+    )
+    return result
+
+
+def parse_run_date(value: str | date) -> str:
+    """The ISO form of a run date; `ConfigError` for anything else."""
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ConfigError(f"run date {value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def run_nightly(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_date: str | date,
+    tables: Iterable[str] | None = None,
+    run_id: str | None = None,
+    policy: AccessPolicy | None = None,
+    skip_unchanged: bool = False,
+) -> RunResult:
+    """Run the nightly job for one date over the configured (or the given) tables.
+
+    Holds the lakehouse lock (shared: nights of different dates may overlap; erase, maintain,
+    reencrypt and keys hold it alone) and the run date's lock (exclusive) throughout.
+
+    Args:
+        spark: an active session configured by `securepipe.spark.configure_builder`.
+        cfg: the validated configuration.
+        run_date: the batch date (ISO string or `date`).
+        tables: a subset of tables; all configured tables by default.
+        run_id: an explicit run id (tests); generated otherwise.
+        policy: access policy; each published table's role tables are rebuilt from it.
+        skip_unchanged: backfills: skip a table whose date was published from the same input
+            checksums and configuration.
+
+    Raises:
+        ConfigError: a bad date or an unknown table. GateFailed: a gate refused a batch (the
+            exception carries the run's result). SecurePipeError: any other refusal.
+    """
+    day = parse_run_date(run_date)
+    names = list(tables) if tables is not None else list(cfg.tables)
+    for name in names:
+        cfg.table(name)
+    run_id = run_id or new_run_id(day)
+    layout = Layout.of(cfg)
+    with (
+        lakehouse_lock(layout, exclusive=False, what=f"nightly {day}"),
+        run_lock(layout.locks, f"nightly-{day}"),
+    ):
+        keys = resolve_keys(cfg, names)
+        started, results = datetime.now(UTC), list[TableResult]()
+        status, message = "error", ""
+        try:
+            result = _run_tables(
+                spark, cfg, day, names, run_id, keys, policy, skip_unchanged, results
+            )
+            status = result.status
+            _raise_if_refused(result)
+            return result
+        except GateFailed as exc:
+            status, message = TableStatus.GATE_FAILED.value, str(exc)
+            raise
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SecurePipeError) else _error_class(exc)
+            raise
+        finally:
+            _audit(spark, cfg, run_id, day, started, status, message, results, keys)
+
+
+def _error_class(exc: BaseException) -> str:
+    # Spark messages can quote data values: the class and the error condition only.
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return type(exc).__name__ + (f" [{condition}]" if condition else "")
+
+
+def _raise_if_refused(result: RunResult) -> None:
+    failed = [t for t in result.tables if t.status == TableStatus.GATE_FAILED]
+    if not failed:
+        return
+    message = "; ".join(
+        f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, 0 published)"
+        for t in failed
+    )
+    raise GateFailed(
+        f"gate failed, nothing published for it: {message}; report {result.report_path}",
+        result=result,
+    )
+
+
+def _run_tables(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    day: str,
+    names: list[str],
+    run_id: str,
+    keys: Mapping[str, KeyHandle],
+    policy: AccessPolicy | None,
+    skip_unchanged: bool,
+    results: list[TableResult],
+) -> RunResult:
+    for name in names:
+        table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
+        results.append(table_result)
+        if policy is not None and table_result.status == TableStatus.PUBLISHED:
+            with timed(name, "access", table_result.stages):
+                table_result.access = publish_role_tables(
+                    spark, cfg, policy, name, table_result.table_path, run_id, keys
+                )
+    encryptions: dict[str, int] = {}
+    for t in results:
+        if t.status == TableStatus.PUBLISHED:  # a refused batch sealed nothing that was kept
+            for label, n in t.encryptions.items():
+                encryptions[label] = encryptions.get(label, 0) + n
+    count_encryptions(cfg, encryptions)
+    result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
+    result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())
+    return result
+
+
+def _audit(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    run_id: str,
+    day: str,
+    started: datetime,
+    status: str,
+    message: str,
+    results: list[TableResult],
+    keys: Mapping[str, KeyHandle],
+) -> None:
+    published = [t for t in results if t.status == TableStatus.PUBLISHED]
+    entry = AuditEntry(
+        run_id=run_id,
+        job="nightly",
+        run_date=day,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        status=status,
+        message=message,
+        config_hash=cfg.fingerprint(),
+        rows_read=sum(t.rows_read for t in results),
+        rows_published=sum(t.rows_published for t in published),
+        rows_quarantined=sum(t.rows_quarantined for t in published),
+        tables={
+            t.table: {
+                "status": t.status.value,
+                "version": t.table_version,
+                "quarantine_version": t.quarantine_version,
+                "access": t.access,
+                "gate": {
+                    "passed": t.gate.get("passed"),
+                    "failures": t.gate.get("failures", []),
+                    "warnings": t.gate.get("warnings", []),
+                },
+                "rows_read": t.rows_read,
+                "rows_published": t.rows_published,
+                "rows_quarantined": t.rows_quarantined,
+                "rows_erased": t.rows_erased,
+                "encryptions": t.encryptions,
+            }
+            for t in results
+        },
+        input_checksums=[f for t in results for f in t.input_files],
+        key_versions={name: h.current for name, h in keys.items() if name != KEK_SENTINEL},
+    )
+    append_audit(spark, Layout.of(cfg).audit, [entry])
