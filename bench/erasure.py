@@ -16,7 +16,8 @@ from pathlib import Path
 from job import bench_config, bench_session  # bench/ is the script's folder
 from pyspark.sql import functions as F
 
-from securepipe.pipeline.erasure import attach_subject_keys, ensure_subject_keys, with_subject_hash
+from securepipe.io.subject_store import attach_subject_keys, ensure_subject_keys, with_subject_hash
+from securepipe.layout import Layout
 from securepipe.pipeline import resolve_keys
 from securepipe.protect.subject_udfs import subject_expr
 from securepipe.protect.udfs import build_encrypt_udf
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     src.count()
     hashed = with_subject_hash(src, "customer_id", keys[cfg.erasure.index_key])  # type: ignore[union-attr]
     start = time.perf_counter()
-    created = ensure_subject_keys(spark, cfg, hashed, keys)
+    created = ensure_subject_keys(spark, Layout.of(cfg), hashed, keys[cfg.erasure.kek])  # type: ignore[union-attr]
     provisioning = time.perf_counter() - start
     per_column = src.select(
         # Any aead column key: the shipped configuration's only one is the quarantine key.
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _noop(per_column)
     column_s = min(_noop(per_column) for _ in range(2))
-    joined = attach_subject_keys(spark, cfg, hashed)
+    joined = attach_subject_keys(spark, Layout.of(cfg), hashed)
     per_subject = joined.select(
         subject_expr("encrypt", "customers", "full_name", keys[cfg.erasure.kek], F.col("full_name"))
     )  # type: ignore[union-attr]

@@ -25,10 +25,10 @@ from pyspark.sql import SparkSession
 
 from securepipe.access.policy import load_access_policy
 from securepipe.config import PipelineConfig, load_config
-from securepipe.pipeline import run_nightly
-from securepipe.io.sources import landing_path, read_landing
-from securepipe.spark import configure_builder
 from securepipe.io.rows import parse_rows
+from securepipe.io.sources import landing_path, read_landing
+from securepipe.pipeline import run_nightly
+from securepipe.spark import configure_builder
 
 ROOT = Path(__file__).resolve().parents[1]
 # Heap of the one local JVM (driver and executors); recorded with the results.

@@ -9,32 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from securepipe.config import PipelineConfig, load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf" / "pipeline.yaml"
-
-
-def make_config(tmp: Path, **overrides: object) -> PipelineConfig:
-    """The shipped configuration, pointed at temporary lakehouse, landing and key store."""
-    values: dict[str, object] = {
-        "lakehouse": str(tmp / "lakehouse"),
-        "landing": str(tmp / "landing"),
-        "keystore": {"provider": "local", "path": str(tmp / "secrets")},
-        "spark": {
-            "master": "local[2]",
-            "jars": "local",
-            "jars_dir": str(ROOT / ".cache" / "jars"),
-            "ui_enabled": False,
-            "shuffle_partitions": 2,
-            "conf": {
-                "spark.databricks.delta.snapshotPartitions": "2",
-                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
-            },
-        },
-    }
-    values.update(overrides)
-    return load_config(CONF, **values)
+from tests.builders import free_port, make_config
 
 
 @pytest.fixture(scope="session")
@@ -114,14 +89,6 @@ def softhsm(softhsm_token: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> d
     return softhsm_token
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """`moto_server` on 127.0.0.1 (AWS KMS and S3 APIs); stopped at the end of the session."""
@@ -129,7 +96,7 @@ def moto_server() -> Iterator[str]:
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
     proc = subprocess.Popen(
         [str(exe), "-H", "127.0.0.1", "-p", str(port)],

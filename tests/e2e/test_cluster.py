@@ -19,8 +19,7 @@ import pytest
 
 from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
-from tests.conftest import ROOT, _free_port
-from tests.integration.test_gates import write_config
+from tests.builders import ROOT, free_port, write_config
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -45,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     both stopped by PID afterwards."""
     tmp = tmp_path_factory.mktemp("cluster")
     secret = secrets.token_hex(32)
-    port, master_ui, worker_ui = _free_port(), _free_port(), _free_port()
+    port, master_ui, worker_ui = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "SPARK_LOCAL_IP": "127.0.0.1",

@@ -14,7 +14,7 @@ import yaml
 
 from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
-from tests.conftest import CONF, ROOT
+from tests.builders import CONF, ROOT
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

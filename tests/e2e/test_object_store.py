@@ -15,7 +15,7 @@ import yaml
 
 from securepipe.errors import ConfigError
 from securepipe.io.generate import generate_landing
-from tests.integration.test_gates import write_config
+from tests.builders import load_cfg, write_config
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent / "securepipe"
@@ -124,23 +124,20 @@ def test_nightly_publishes_delta_tables_to_s3a_with_env_credentials(
 def test_credentials_in_the_spark_configuration_are_refused(tmp_path: Path) -> None:
     from pyspark.sql import SparkSession
 
-    from securepipe.config import load_config
     from securepipe.spark import configure_builder
 
     def leak(doc: dict[str, Any]) -> None:
         doc["lakehouse"] = f"s3a://{BUCKET}/lakehouse"
         doc["spark"]["conf"] = {"spark.hadoop.fs.s3a.secret.key": "not-a-real-secret"}
 
-    cfg = load_config(write_config(tmp_path, leak))
+    cfg = load_cfg(write_config(tmp_path, leak))
     with pytest.raises(ConfigError, match=r"fs\.s3a\.secret\.key.*environment") as err:
         configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse)
     assert "not-a-real-secret" not in str(err.value)
 
 
 def test_an_s3_scheme_without_a_is_refused_with_a_hint(tmp_path: Path) -> None:
-    from securepipe.config import load_config
-
     path = write_config(tmp_path, lambda doc: doc.update(lakehouse="s3://bucket/lake"))
     with pytest.raises(ConfigError, match=r"lakehouse.*use s3a://"):
-        load_config(path)
+        load_cfg(path)
     assert yaml.safe_load(path.read_text())["lakehouse"] == "s3://bucket/lake"

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from securepipe.config import load_config
 from securepipe.io.generate import generate_landing
-from tests.integration.test_gates import write_config
+from tests.builders import load_cfg, write_config
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent / "securepipe"
@@ -47,7 +46,7 @@ def setup(tmp_path: Path, request):  # type: ignore[no-untyped-def]
     config = write_config(tmp_path)
     if "overlapping" not in request.node.name:
         shutil.rmtree(config.parent / "access")  # role tables are not what these tests are about
-    cfg = load_config(config)
+    cfg = load_cfg(config)
     for i, day in enumerate((D1, D2, D3)):
         generate_landing(cfg.landing, day, rows=60, seed=100 + i)
     return config, cfg
@@ -59,11 +58,15 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
     table = Path(cfg.lakehouse) / "tables" / "customers"
     before = _delta_version(table)
     marker = tmp_path / "paused"
+    paused = Path(__file__).with_name("paused_run.py")
     proc = subprocess.Popen(
-        [str(BIN), "run", "--config", str(config), "--tables", "customers", "--date", D2],
+        [
+            *(sys.executable, str(paused), str(marker), "run", "--config", str(config)),
+            *("--tables", "customers", "--date", D2),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=_env(SECUREPIPE_FAULT_PAUSE_BEFORE_PUBLISH=str(marker)),
+        env=_env(PYTHONPATH=str(Path(__file__).resolve().parents[2])),
         start_new_session=True,
     )
     deadline = time.monotonic() + 300

@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from securepipe.access.policy import load_access_policy
-from securepipe.access.views import access_path, matrix, read_as
-from securepipe.config import load_config
+from securepipe.access.views import matrix, read_as
 from securepipe.errors import AccessDenied, PolicyError
 from securepipe.io.generate import generate_landing
+from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
+from tests.builders import load_cfg, write_config
 from tests.integration.leakscan import find_plaintext
-from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.spark
 DAY1, DAY2 = "2026-10-01", "2026-10-02"
@@ -30,7 +30,7 @@ DAY1, DAY2 = "2026-10-01", "2026-10-02"
 def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("access")
     path = write_config(tmp)
-    cfg = load_config(path)
+    cfg = load_cfg(path)
     policy = load_access_policy(path.parent / "access", cfg)
     generate_landing(cfg.landing, DAY1, rows=120, seed=21)
     generate_landing(cfg.landing, DAY2, rows=120, seed=22)
@@ -54,7 +54,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_analyst_sees_eu_rows_and_per_subject_email_tokens(env, spark) -> None:  # type: ignore[no-untyped-def]
-    from securepipe.pipeline.erasure import reveal_subject_columns
+    from securepipe.access.views import reveal_columns
     from securepipe.pipeline import resolve_keys
 
     cfg, source = env["cfg"], env["source"]
@@ -64,7 +64,7 @@ def test_analyst_sees_eu_rows_and_per_subject_email_tokens(env, spark) -> None: 
     assert not {"full_name", "phone", "ssn", "date_of_birth"} & set(df.columns)
     # The analyst holds no key: e-mails stay tokens; the pipeline's keys open them.
     keys = resolve_keys(cfg, ["customers"])
-    opened = reveal_subject_columns(spark, cfg, "customers", df, keys, ["email"]).collect()
+    opened = reveal_columns(spark, cfg, "customers", df, keys, ["email"]).collect()
     for token_row, r in zip(rows, opened, strict=True):
         original = source[(str(r["run_date"]), r["customer_id"])]
         assert token_row["email"] != original["email"]
@@ -80,7 +80,7 @@ def test_support_decrypts_names_but_its_table_holds_ciphertext(env, spark) -> No
     for r in rows:
         original = source[(str(r["run_date"]), r["customer_id"])]
         assert (r["full_name"], r["phone"]) == (original["full_name"], original["phone"])
-    at_rest = spark.read.format("delta").load(access_path(cfg, "support", "customers"))
+    at_rest = spark.read.format("delta").load(Layout.of(cfg).access("support", "customers"))
     assert dict(at_rest.dtypes)["full_name"] == "binary"
     names = {r["full_name"] for r in source.values()}
     assert find_plaintext(Path(cfg.lakehouse) / "access", names) == []
@@ -96,7 +96,7 @@ def test_role_without_a_policy_gets_nothing(env, spark) -> None:  # type: ignore
         read_as(spark, env["cfg"], env["policy"], "customers", "auditor")
     with pytest.raises(PolicyError, match="unknown role 'intern'"):
         read_as(spark, env["cfg"], env["policy"], "customers", "intern")
-    assert not Path(access_path(env["cfg"], "auditor", "customers")).exists()
+    assert not Path(Layout.of(env["cfg"]).access("auditor", "customers")).exists()
 
 
 def test_reading_a_hidden_column_raises_a_clear_error(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +158,9 @@ def test_role_commits_name_the_policy_version(env, spark) -> None:  # type: igno
 
     from delta.tables import DeltaTable
 
-    last = DeltaTable.forPath(spark, access_path(env["cfg"], "analyst", "customers")).history(1)
+    last = DeltaTable.forPath(spark, Layout.of(env["cfg"]).access("analyst", "customers")).history(
+        1
+    )
     record = json.loads(last.collect()[0]["userMetadata"])
     assert record["policy_version"] == env["policy"].version()
     assert record["role"] == "analyst" and record["run_id"] == env["second"].run_id
@@ -170,7 +172,7 @@ def test_matrix_matches_the_role_tables(env, spark) -> None:  # type: ignore[no-
     for role, rp in policy.roles.items():
         for table in cfg.tables:
             expected = {r["column"] for r in rows if r["table"] == table and r[role]}
-            path = Path(access_path(cfg, role, table))
+            path = Path(Layout.of(cfg).access(role, table))
             if table not in rp.tables:
                 assert not expected and not path.exists()
                 continue
@@ -203,7 +205,7 @@ def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
     path = write_config(tmp_path)
     (path.parent / "access" / "roles.yaml").write_text(yaml.safe_dump({"roles": {"r": role}}))
     with pytest.raises(PolicyError) as err:
-        load_access_policy(path.parent / "access", load_config(path))
+        load_access_policy(path.parent / "access", load_cfg(path))
     return str(err.value)
 
 
@@ -265,7 +267,7 @@ def test_access_gate_refuses_extra_columns_rows_outside_filter_and_pii_in_masks(
     from securepipe.errors import GateFailed
 
     cfg, policy = env["cfg"], env["policy"]
-    good = spark.read.format("delta").load(access_path(cfg, "analyst", "customers"))
+    good = spark.read.format("delta").load(Layout.of(cfg).access("analyst", "customers"))
     check_role_view(good, cfg, policy, "analyst", "customers")  # the real output passes
     with pytest.raises(GateFailed, match="differ from the policy"):
         check_role_view(good.withColumn("phone", F.lit("x")), cfg, policy, "analyst", "customers")
@@ -280,12 +282,12 @@ def test_access_gate_refuses_extra_columns_rows_outside_filter_and_pii_in_masks(
 def test_well_formed_check_counts_tampered_envelopes_and_tokens(env, spark) -> None:  # type: ignore[no-untyped-def]
     from pyspark.sql import functions as F
 
-    from securepipe.pipeline import resolve_keys, table_path
+    from securepipe.pipeline import resolve_keys
     from securepipe.quality.gate import evaluate_gates as evaluate
 
     cfg = env["cfg"]
     keys = resolve_keys(cfg, ["customers"])
-    df = spark.read.format("delta").load(table_path(cfg, "customers")).limit(10).cache()
+    df = spark.read.format("delta").load(Layout.of(cfg).table("customers")).limit(10).cache()
     assert evaluate(df, df, "customers", cfg, keys).passed
     bad = df.withColumn(
         "date_of_birth", F.concat(F.unhex(F.lit("02")), F.expr("substring(date_of_birth, 2)"))

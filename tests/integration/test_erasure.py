@@ -10,22 +10,15 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from securepipe.access.policy import load_access_policy
-from securepipe.access.views import access_path
-from securepipe.config import load_config
+from securepipe.access.views import reveal_columns
 from securepipe.crypto.keyring import Keyring
-from securepipe.pipeline.erasure import (
-    erase_subjects,
-    reveal_subject_columns,
-    rewrap_store,
-    store_path,
-    subject_keys_wrapped_under,
-    tombstone_path,
-    verify_erasure,
-)
 from securepipe.io.generate import generate_landing
-from securepipe.pipeline import quarantine_path, resolve_keys, run_nightly, table_path
+from securepipe.io.subject_store import rewrap_store, subject_keys_wrapped_under
+from securepipe.layout import Layout
+from securepipe.pipeline import resolve_keys, run_nightly
+from securepipe.pipeline.erasure import erase_subjects, verify_erasure
+from tests.builders import load_cfg, write_config
 from tests.integration.leakscan import find_plaintext
-from tests.integration.test_gates import write_config
 
 pytestmark = pytest.mark.spark
 DAY, DAY2 = "2026-07-01", "2026-07-02"
@@ -36,7 +29,7 @@ VICTIM = "C000000005"
 def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("erasure")
     path = write_config(tmp)
-    cfg = load_config(path)
+    cfg = load_cfg(path)
     policy = load_access_policy(path.parent / "access", cfg)
     generate_landing(cfg.landing, DAY, rows=400, seed=77)
     generate_landing(cfg.landing, DAY2, rows=40, seed=78)  # the same customers, a day later
@@ -56,21 +49,25 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
 def _revealed(spark, env, version, ids):  # type: ignore[no-untyped-def]
     cfg = env["cfg"]
     df = (
-        spark.read.format("delta").option("versionAsOf", version).load(table_path(cfg, "customers"))
+        spark.read.format("delta")
+        .option("versionAsOf", version)
+        .load(Layout.of(cfg).table("customers"))
     )
     df = df.where(F.col("customer_id").isin(ids)).select("customer_id", "full_name", "phone")
-    out = reveal_subject_columns(spark, cfg, "customers", df, env["keys"]).collect()
+    out = reveal_columns(spark, cfg, "customers", df, env["keys"]).collect()
     return {r["customer_id"]: (r["full_name"], r["phone"]) for r in out}
 
 
 def test_subject_keys_are_stored_wrapped_under_hashed_ids(env, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = env["cfg"]
-    store = spark.read.format("delta").load(store_path(cfg))
+    store = spark.read.format("delta").load(Layout.of(cfg).subject_store)
     assert store.count() == len(env["source"])  # one key per subject seen, rejected rows too
     hashes = {r[0] for r in store.select("subject_hash").collect()}
     assert not hashes & set(env["source"])
-    assert find_plaintext(Path(store_path(cfg)), list(env["source"])) == []
-    assert subject_keys_wrapped_under(spark, cfg, 1) == store.count()  # wraps name their KEK
+    assert find_plaintext(Path(Layout.of(cfg).subject_store), list(env["source"])) == []
+    assert (
+        subject_keys_wrapped_under(spark, Layout.of(cfg), 1) == store.count()
+    )  # wraps name their KEK
 
 
 def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -81,10 +78,10 @@ def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None: 
     result = erase_subjects(spark, cfg, [victim], env["keys"], "erase-test-1", env["policy"])
     assert (result.keys_destroyed, result.unknown) == (1, 0)
     assert result.rows_deleted["tables/customers"] == 1
-    now = spark.read.format("delta").load(table_path(cfg, "customers"))
+    now = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     assert now.where(F.col("customer_id") == victim).count() == 0
     for role in ("analyst", "support"):
-        role_df = spark.read.format("delta").load(access_path(cfg, role, "customers"))
+        role_df = spark.read.format("delta").load(Layout.of(cfg).access(role, "customers"))
         assert role_df.where(F.col("customer_id") == victim).count() == 0
     old = _revealed(spark, env, version, [victim, other])  # the version before the erasure
     assert old[victim] == (None, None)  # stored, but no key can open it any more
@@ -92,7 +89,7 @@ def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None: 
     stored = (
         spark.read.format("delta")
         .option("versionAsOf", version)
-        .load(table_path(cfg, "customers"))
+        .load(Layout.of(cfg).table("customers"))
         .where(F.col("customer_id") == victim)
     )
     assert stored.where(F.col("full_name").isNotNull()).count() == 1
@@ -109,7 +106,7 @@ def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark) -> None: 
 
 
 def _store_hashes(spark, cfg):  # type: ignore[no-untyped-def]
-    return [r[0] for r in spark.read.format("delta").load(store_path(cfg)).collect()]
+    return [r[0] for r in spark.read.format("delta").load(Layout.of(cfg).subject_store).collect()]
 
 
 def test_rerun_and_a_later_file_do_not_bring_an_erased_subject_back(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +119,7 @@ def test_rerun_and_a_later_file_do_not_bring_an_erased_subject_back(env, spark) 
         assert customers.rows_read == (
             customers.rows_published + customers.rows_quarantined + customers.rows_erased
         )
-    for path in (table_path(cfg, "customers"), quarantine_path(cfg, "customers")):
+    for path in (Layout.of(cfg).table("customers"), Layout.of(cfg).quarantine("customers")):
         df = spark.read.format("delta").load(path)
         assert df.where(F.col("customer_id") == VICTIM).count() == 0
     assert len(_store_hashes(spark, cfg)) == keys_before  # no new key for the erased subject
@@ -158,19 +155,19 @@ def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spar
         batch.path.write_text(batch.path.read_text().replace("C0000000", "N0000000"))
     run_nightly(spark, cfg, "2026-07-03", policy=policy)
     # New subjects are wrapped under v2; older ones still under v1, and both open.
-    assert subject_keys_wrapped_under(spark, cfg, 2) >= 1
-    assert subject_keys_wrapped_under(spark, cfg, 1) >= 1
+    assert subject_keys_wrapped_under(spark, Layout.of(cfg), 2) >= 1
+    assert subject_keys_wrapped_under(spark, Layout.of(cfg), 1) >= 1
     support = read_as(spark, cfg, policy, "customers", "support")
     assert support.where(F.col("full_name").isNull()).count() == 0
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     versions = {
         int.from_bytes(bytes(r[0])[1:5], "big"): str(r[1])
         for r in q.where("_raw_record is not null").select("_raw_record", "run_date").collect()
     }
     assert versions.get(2) == "2026-07-03" and 1 in versions  # old raw records keep v1
-    rewrapped = rewrap_store(spark, cfg, keys["subject_kek"])
-    assert rewrapped == subject_keys_wrapped_under(spark, cfg, 2)
-    assert subject_keys_wrapped_under(spark, cfg, 1) == 0
+    rewrapped = rewrap_store(spark, Layout.of(cfg), keys["subject_kek"])
+    assert rewrapped == subject_keys_wrapped_under(spark, Layout.of(cfg), 2)
+    assert subject_keys_wrapped_under(spark, Layout.of(cfg), 1) == 0
     ring.destroy("subject_kek", 1)  # safe now: nothing is wrapped under it any more
     keys = resolve_keys(cfg, list(cfg.tables))
     support = read_as(spark, cfg, policy, "customers", "support")
@@ -190,18 +187,20 @@ def test_erasing_twice_is_a_no_op_and_unknown_subjects_are_reported(env, spark) 
     assert set(result.rows_deleted.values()) == {0}
     # A subject erased before it ever arrives is tombstoned all the same.
     assert result.tombstones_added == 1
-    tombs = spark.read.format("delta").load(tombstone_path(env["cfg"]))
+    tombs = spark.read.format("delta").load(Layout.of(env["cfg"]).tombstones)
     assert "NO-SUCH-SUBJECT" not in {r[0] for r in tombs.collect()}  # keyed hashes only
 
 
 def test_store_files_of_destroyed_keys_are_vacuumed(env, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = env["cfg"]
-    history = DeltaTable.forPath(spark, store_path(cfg)).history().collect()
+    history = DeltaTable.forPath(spark, Layout.of(cfg).subject_store).history().collect()
     assert any(r["operation"] == "VACUUM END" for r in history)
     first = min(r["version"] for r in history if r["operation"] == "WRITE")
     # Every file of the versions that held the destroyed key is gone from storage.
     with pytest.raises(Exception):  # noqa: B017 - Spark raises a FileNotFound-like error
-        spark.read.format("delta").option("versionAsOf", first).load(store_path(cfg)).collect()
+        spark.read.format("delta").option("versionAsOf", first).load(
+            Layout.of(cfg).subject_store
+        ).collect()
 
 
 def test_bulk_erasure_of_three_hundred_subjects(env, spark) -> None:  # type: ignore[no-untyped-def]
@@ -211,9 +210,9 @@ def test_bulk_erasure_of_three_hundred_subjects(env, spark) -> None:  # type: ig
     assert result.keys_destroyed == 300
     report = verify_erasure(spark, cfg, ids, env["keys"])
     assert report["erased"] and report["values_found"] >= 600
-    remaining = spark.read.format("delta").load(table_path(cfg, "customers"))
+    remaining = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     assert remaining.where(F.col("customer_id").isin(ids)).count() == 0
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     assert q.where(F.col("customer_id").isin(ids)).count() == 0
 
 

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from securepipe.access.policy import load_access_policy
-from securepipe.config import load_config
-from securepipe.pipeline.erasure import erase_subjects, verify_erasure
 from securepipe.io.generate import generate_landing
-from securepipe.pipeline import resolve_keys, run_nightly, table_path
-from tests.integration.test_gates import write_config
+from securepipe.layout import Layout
+from securepipe.pipeline import resolve_keys, run_nightly
+from securepipe.pipeline.erasure import erase_subjects, verify_erasure
+from tests.builders import load_cfg, write_config
 
 pytestmark = pytest.mark.spark
 DAY = "2026-08-01"
@@ -47,7 +47,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     doc = yaml.safe_load(roles.read_text())
     doc["roles"]["analyst"]["tables"]["customers"]["columns"]["ssn"] = "mask:last4"
     roles.write_text(yaml.safe_dump(doc))
-    cfg = load_config(path)
+    cfg = load_cfg(path)
     policy = load_access_policy(path.parent / "access", cfg)
     batch = generate_landing(cfg.landing, DAY, rows=60, seed=5)["customers"]
     with batch.path.open(encoding="utf-8") as fh:  # an EU customer: the analyst sees it
@@ -92,7 +92,7 @@ def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ig
 
 
 def test_a_broken_table_is_reported_not_raised(env, spark) -> None:  # type: ignore[no-untyped-def]
-    root = Path(table_path(env["cfg"], "customers"))
+    root = Path(Layout.of(env["cfg"]).table("customers"))
     log = root / "_delta_log"
     hidden = log.with_name("_delta_log.hidden")
     log.rename(hidden)  # a table whose log went missing

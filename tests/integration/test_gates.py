@@ -7,48 +7,21 @@ import csv
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from securepipe.config import PipelineConfig, load_config
-from securepipe.io.delta import current_version
+from securepipe.config import PipelineConfig
 from securepipe.errors import ConfigError, GateFailed
+from securepipe.io.delta import current_version
 from securepipe.io.generate import generate_landing
-from securepipe.pipeline import quarantine_path, run_nightly, table_path
-from tests.conftest import CONF, ROOT
+from securepipe.layout import Layout
+from securepipe.pipeline import run_nightly
+from tests.builders import keep_email, load_cfg, write_config
 
 pytestmark = pytest.mark.spark
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
-
-
-def write_config(
-    tmp: Path,
-    mutate: Callable[[dict[str, Any]], None] | None = None,
-    gates: dict[str, Any] | None = None,
-) -> Path:
-    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes."""
-    conf = tmp / "conf"
-    shutil.copytree(CONF.parent, conf, dirs_exist_ok=True)
-    doc = yaml.safe_load(CONF.read_text())
-    doc.update(
-        lakehouse=str(tmp / "lakehouse"),
-        landing=str(tmp / "landing"),
-        keystore={"provider": "local", "path": str(tmp / "secrets")},
-    )
-    doc["spark"].update(
-        jars_dir=str(ROOT / ".cache" / "jars"), ui_enabled=False, shuffle_partitions=2
-    )
-    if mutate:
-        mutate(doc)
-    for name, gate in (gates or {}).items():
-        (conf / "gates" / f"{name}.yaml").write_text(yaml.safe_dump(gate, sort_keys=False))
-    path = conf / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _plant(landing: Path, table: str, day: str, column: str, values: list[str]) -> None:
@@ -73,7 +46,7 @@ def _report_text(cfg: PipelineConfig) -> str:
 @pytest.fixture(scope="module")
 def published(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("gates-ok")
-    cfg = load_config(write_config(tmp))
+    cfg = load_cfg(write_config(tmp))
     generate_landing(cfg.landing, DAY1, rows=150, seed=5)
     _plant(Path(cfg.landing), "customers", DAY1, "region", ["ATLANTIS", "ATLANTIS"])
     _plant(Path(cfg.landing), "customers", DAY1, "city", ["PLANTED_CITY_XYZ"])
@@ -91,7 +64,7 @@ def test_rule_breaking_rows_are_quarantined_with_reasons_and_counted(published, 
     assert txns.reasons["UNKNOWN_CURRENCY"] == 1
     assert txns.reasons["DUPLICATE_KEY:txn_id"] == 2
     assert txns.rows_read == txns.rows_published + txns.rows_quarantined
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     atlantis = q.where("array_contains(_reasons, 'UNKNOWN_REGION')")
     assert atlantis.count() == 2
     assert dict(q.dtypes)["full_name"] == "binary"  # the quarantined row is protected too
@@ -110,7 +83,7 @@ def test_compliance_record_parses_and_matches_the_run(published, spark) -> None:
 
     cfg, result = published
     customers = next(t for t in result.tables if t.table == "customers")
-    last = DeltaTable.forPath(spark, table_path(cfg, "customers")).history(1).collect()[0]
+    last = DeltaTable.forPath(spark, Layout.of(cfg).table("customers")).history(1).collect()[0]
     record = json.loads(last["userMetadata"])
     assert record["run_id"] == result.run_id
     assert record["job"] == "nightly" and record["securepipe"]
@@ -156,26 +129,20 @@ def test_reports_hold_counts_but_no_planted_value(published) -> None:  # type: i
         assert planted not in text
 
 
-def _keep_email(doc: dict[str, Any]) -> None:
-    doc["tables"]["customers"]["columns"]["email"] = {
-        "type": "string",
-        "classification": "internal",
-        "protect": {"op": "keep"},
-    }
-
-
 def test_email_kept_in_clear_by_mistake_fails_the_leak_scan(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    good = load_config(write_config(tmp_path / "a"))
+    good = load_cfg(write_config(tmp_path / "a"))
     generate_landing(good.landing, DAY1, rows=60, seed=9)
     generate_landing(good.landing, DAY2, rows=60, seed=10)
     first = run_nightly(spark, good, DAY1, tables=["customers"]).tables[0]
-    bad = load_config(write_config(tmp_path / "a", _keep_email))
+    bad = load_cfg(write_config(tmp_path / "a", keep_email))
     with pytest.raises(GateFailed) as err:
         run_nightly(spark, bad, DAY2, tables=["customers"])
     message = str(err.value)
     assert "table 'customers': leak_scan" in message and "0 published" in message
-    assert current_version(spark, table_path(bad, "customers")) == first.table_version
-    assert current_version(spark, quarantine_path(bad, "customers")) == first.quarantine_version
+    assert current_version(spark, Layout.of(bad).table("customers")) == first.table_version
+    assert (
+        current_version(spark, Layout.of(bad).quarantine("customers")) == first.quarantine_version
+    )
     result = err.value.result
     verdict = result.tables[0].gate  # type: ignore[attr-defined]
     leak = next(c for c in verdict["checks"] if c["name"] == "leak_scan")
@@ -196,9 +163,9 @@ def test_cli_exits_2_when_a_gate_fails(tmp_path) -> None:  # type: ignore[no-unt
     import subprocess
     import sys
 
-    path = write_config(tmp_path, _keep_email)
+    path = write_config(tmp_path, keep_email)
     shutil.rmtree(path.parent / "access")  # the shipped policy rightly refuses a clear e-mail
-    cfg = load_config(path)
+    cfg = load_cfg(path)
     generate_landing(cfg.landing, DAY1, rows=40, seed=2)
     proc = subprocess.run(
         [
@@ -235,12 +202,12 @@ def test_fail_expectation_blocks_publication(spark, tmp_path) -> None:  # type: 
     def use_strict_gate(doc: dict[str, Any]) -> None:
         doc["tables"]["customers"]["gates"] = ["strict"]
 
-    cfg = load_config(write_config(tmp_path, use_strict_gate, {"strict": gate}))
+    cfg = load_cfg(write_config(tmp_path, use_strict_gate, {"strict": gate}))
     generate_landing(cfg.landing, DAY1, rows=30, seed=4)
     _plant(Path(cfg.landing), "customers", DAY1, "city", ["PLANTED_CITY_ABC"])
     with pytest.raises(GateFailed, match=r"strict:expect_column_values_to_be_in_set\(city\)"):
         run_nightly(spark, cfg, DAY1, tables=["customers"])
-    assert current_version(spark, table_path(cfg, "customers")) == -1
+    assert current_version(spark, Layout.of(cfg).table("customers")) == -1
     text = _report_text(cfg)
     assert '"unexpected_count": 30' in text
     assert "PLANTED_CITY_ABC" not in text
@@ -308,7 +275,7 @@ def test_bad_gate_files_are_refused_before_spark(tmp_path, gate, message) -> Non
 
     path = write_config(tmp_path, use, {"broken": gate})
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_cfg(path)
     assert "broken.yaml" in str(err.value) and message in str(err.value)
 
 
@@ -317,4 +284,4 @@ def test_missing_gate_file_is_refused(tmp_path) -> None:  # type: ignore[no-unty
         doc["tables"]["customers"]["gates"] = ["absent"]
 
     with pytest.raises(ConfigError, match=r"gate 'absent': cannot read .*absent.yaml"):
-        load_config(write_config(tmp_path, use))
+        load_cfg(write_config(tmp_path, use))

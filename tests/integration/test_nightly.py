@@ -14,8 +14,9 @@ from securepipe.crypto.envelope import decrypt_value
 from securepipe.crypto.keyring import Keyring
 from securepipe.errors import SchemaDriftError, SourceError
 from securepipe.io.generate import generate_landing
-from securepipe.pipeline import quarantine_path, run_nightly, table_path
-from tests.conftest import make_config
+from securepipe.layout import Layout
+from securepipe.pipeline import run_nightly
+from tests.builders import make_config
 from tests.integration.leakscan import find_plaintext, parquet_files
 
 pytestmark = pytest.mark.spark
@@ -56,7 +57,7 @@ def test_published_equals_read_minus_quarantined(nightly, spark) -> None:  # typ
 
 def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     reasons = sorted(tuple(r["_reasons"]) for r in q.select("_reasons").collect())
     assert all(reasons)
     assert reasons == sorted(
@@ -67,7 +68,7 @@ def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ig
             ("MALFORMED_RECORD",),
         ]
     )
-    tq = spark.read.format("delta").load(quarantine_path(cfg, "transactions"))
+    tq = spark.read.format("delta").load(Layout.of(cfg).quarantine("transactions"))
     codes = {c for r in tq.select("_reasons").collect() for c in r["_reasons"]}
     assert codes == {
         "INVALID_DECIMAL:amount",
@@ -81,14 +82,14 @@ def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ig
 def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
     """Every raw record of the customers quarantine, opened as the pipeline's operator can:
     under the subject's key when the subject is known, else under the quarantine key."""
-    from securepipe.pipeline.erasure import attach_subject_keys, with_subject_hash
+    from securepipe.io.subject_store import attach_subject_keys, with_subject_hash
     from securepipe.pipeline import resolve_keys
     from securepipe.protect.subject_udfs import subject_expr
 
     keys = resolve_keys(cfg, ["customers"])
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     hashed = attach_subject_keys(
-        spark, cfg, with_subject_hash(q, "customer_id", keys["subject_index"])
+        spark, Layout.of(cfg), with_subject_hash(q, "customer_id", keys["subject_index"])
     )
     opened = hashed.select(
         "_raw_record",
@@ -107,7 +108,7 @@ def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
 
 def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     types = dict(q.dtypes)
     assert types["_raw_record"] == types["_raw_subject_record"] == "binary"
     # Rows whose subject is known keep their raw record under the subject's key (erasable);
@@ -123,19 +124,19 @@ def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> 
 
 
 def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
-    from securepipe.pipeline.erasure import reveal_subject_columns
+    from securepipe.access.views import reveal_columns
     from securepipe.pipeline import resolve_keys
 
     cfg = nightly["cfg"]
     landing = nightly["batches"]["customers"].path
     with landing.open(encoding="utf-8") as fh:
         source = {r["customer_id"]: r for r in csv.DictReader(fh)}
-    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    df = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     types = dict(df.dtypes)
     assert types["full_name"] == types["date_of_birth"] == "binary"
     keys = resolve_keys(cfg, ["customers"])
     wanted = df.select("customer_id", "email", "date_of_birth", "card_number").limit(25)
-    for row in reveal_subject_columns(spark, cfg, "customers", wanted, keys).collect():
+    for row in reveal_columns(spark, cfg, "customers", wanted, keys).collect():
         original = source[row["customer_id"]]
         assert row["date_of_birth"] == original["date_of_birth"]
         assert row["email"] == original["email"]
@@ -145,7 +146,7 @@ def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> 
 def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
     key = _keys(cfg, "quarantine")[1]
-    df = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    df = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     out = (
         df.where("_raw_record is not null")
         .select(
@@ -167,7 +168,7 @@ def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # t
 def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     cfg = nightly["cfg"]
     key = _keys(cfg, "quarantine")[1]
-    df = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    df = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     expr = (
         f"try_aes_decrypt(substring(_raw_record, 6), unhex('{key.hex()}'), 'GCM', 'DEFAULT', "
         "'securepipe:transactions._raw_record:v1')"
@@ -180,7 +181,7 @@ def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type:
     from delta.tables import DeltaTable
 
     cfg, first = nightly["cfg"], nightly["first"]
-    last = DeltaTable.forPath(spark, table_path(cfg, "customers")).history(1).collect()[0]
+    last = DeltaTable.forPath(spark, Layout.of(cfg).table("customers")).history(1).collect()[0]
     record = json.loads(last["userMetadata"])
     assert record["run_id"] == first.run_id
     assert record["config_hash"] == cfg.fingerprint()
@@ -201,7 +202,7 @@ def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:  # type: i
 
 
 def test_delta_log_statistics_only_cover_clear_columns(nightly) -> None:  # type: ignore[no-untyped-def]
-    log = Path(table_path(nightly["cfg"], "customers")) / "_delta_log"
+    log = Path(Layout.of(nightly["cfg"]).table("customers")) / "_delta_log"
     stats = [
         json.loads(json.loads(line)["add"]["stats"])
         for f in sorted(log.glob("*.json"))
@@ -236,7 +237,7 @@ def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[n
 
     def content():  # type: ignore[no-untyped-def]
         # Per-subject tokens are deterministic: a re-run gives the same tokens.
-        df = spark.read.format("delta").load(table_path(cfg, "customers"))
+        df = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
         return sorted(
             (r["customer_id"], r["email"], r["ssn"], r["phone"], r["balance"]) for r in df.collect()
         )
@@ -247,7 +248,7 @@ def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[n
     after = content()
     assert len(after) == len(before) == ROWS
     assert after == before
-    q = spark.read.format("delta").load(quarantine_path(cfg, "customers"))
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     assert q.count() == 4
 
 
@@ -264,7 +265,7 @@ def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:  # ty
         SchemaDriftError, match=r"table 'customers': landing column\(s\) 'passport_no'"
     ):
         run_nightly(spark, cfg, RUN_DATE, tables=["customers"])
-    assert not Path(table_path(cfg, "customers")).exists()
+    assert not Path(Layout.of(cfg).table("customers")).exists()
 
 
 def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -276,18 +277,18 @@ def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # typ
 def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
     import re
 
-    from securepipe.pipeline.erasure import reveal_subject_columns
+    from securepipe.access.views import reveal_columns
     from securepipe.pipeline import resolve_keys
 
     cfg = nightly["cfg"]
     with nightly["batches"]["customers"].path.open(encoding="utf-8") as fh:
         source = {r["customer_id"]: r for r in csv.DictReader(fh)}
-    df = spark.read.format("delta").load(table_path(cfg, "customers"))
+    df = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     rows = df.select("customer_id", "ssn", "phone").limit(20).collect()
     assert all(re.fullmatch(r"\d{3}-\d{2}-\d{4}", r["ssn"]) for r in rows)
     assert all(r["ssn"] != source[r["customer_id"]]["ssn"] for r in rows)
     keys = resolve_keys(cfg, ["customers"])
-    clear = reveal_subject_columns(spark, cfg, "customers", df, keys).limit(20).collect()
+    clear = reveal_columns(spark, cfg, "customers", df, keys).limit(20).collect()
     for r in clear:
         original = source[r["customer_id"]]
         assert (r["ssn"], r["phone"], r["date_of_birth"]) == (
@@ -325,7 +326,7 @@ def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, 
     result = run_nightly(spark, cfg, RUN_DATE, tables=["customers"]).tables[0]
     assert (result.rows_published, result.rows_quarantined) == (1, 1)
     assert result.reasons == {"INVALID_FORMAT:ssn": 1}
-    row = spark.read.format("delta").load(table_path(cfg, "customers")).collect()[0]
+    row = spark.read.format("delta").load(Layout.of(cfg).table("customers")).collect()[0]
     assert (row["customer_id"], row["city"], str(row["balance"])) == ("C1", "London", "10.00")
 
 
@@ -333,11 +334,11 @@ def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) 
     import dataclasses
 
     from securepipe.errors import KeyAccessError
-    from securepipe.pipeline import check_keyring_not_rolled_back, resolve_keys
+    from securepipe.pipeline.keys import check_keyring_not_rolled_back, resolve_keys
 
     cfg = nightly["cfg"]
     keys = resolve_keys(cfg, ["customers"])
-    path = table_path(cfg, "customers")
+    path = Layout.of(cfg).table("customers")
     check_keyring_not_rolled_back(spark, path, "customers", keys)  # today's keyring passes
     # A keyring restored from an older copy: a lower generation than the last commit records.
     older = {n: dataclasses.replace(h, generation=0) for n, h in keys.items()}

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from securepipe.io.audit import audit_path, read_audit
-from securepipe.config import load_config
 from securepipe.errors import ConfigError, GateFailed
+from securepipe.io.audit import read_audit
+from securepipe.io.delta import check_retention
 from securepipe.io.generate import generate_landing
+from securepipe.layout import Layout
+from securepipe.locks import RunLocked, run_lock
+from securepipe.pipeline import run_nightly
 from securepipe.pipeline.maintenance import maintain
-from securepipe.ops import RunLocked, check_retention, run_lock
-from securepipe.pipeline import run_nightly, table_path
-from tests.integration.test_gates import _keep_email, write_config
+from tests.builders import keep_email, load_cfg, write_config
 
 pytestmark = pytest.mark.spark
 D1, D2 = "2026-08-01", "2026-08-02"
@@ -24,12 +25,12 @@ D1, D2 = "2026-08-01", "2026-08-02"
 @pytest.fixture(scope="module")
 def ran(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("ops")
-    cfg = load_config(write_config(tmp))
+    cfg = load_cfg(write_config(tmp))
     generate_landing(cfg.landing, D1, rows=50, seed=1)
     generate_landing(cfg.landing, D2, rows=50, seed=2)
     r1 = run_nightly(spark, cfg, D1, tables=["customers"])
     r2 = run_nightly(spark, cfg, D2, tables=["customers"])
-    bad = load_config(write_config(tmp, _keep_email))
+    bad = load_cfg(write_config(tmp, keep_email))
     with pytest.raises(GateFailed):
         run_nightly(spark, bad, D2, tables=["customers"])
     return cfg, r1, r2
@@ -56,7 +57,7 @@ def test_audit_table_is_append_only(ran, spark) -> None:  # type: ignore[no-unty
 
     cfg, _, _ = ran
     with pytest.raises(Exception, match=r"(?i)append"):
-        DeltaTable.forPath(spark, audit_path(cfg.lakehouse)).delete("true")
+        DeltaTable.forPath(spark, Layout.of(cfg).audit).delete("true")
 
 
 def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:  # type: ignore[no-untyped-def]
@@ -64,11 +65,11 @@ def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:  # 
     old = (
         spark.read.format("delta")
         .option("versionAsOf", r1.tables[0].table_version)
-        .load(table_path(cfg, "customers"))
+        .load(Layout.of(cfg).table("customers"))
     )
     assert {str(r["run_date"]) for r in old.select("run_date").distinct().collect()} == {D1}
     assert dict(old.dtypes)["full_name"] == "binary"
-    now = spark.read.format("delta").load(table_path(cfg, "customers"))
+    now = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     assert now.count() == 100
 
 
@@ -87,10 +88,10 @@ def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> No
     old = (
         spark.read.format("delta")
         .option("versionAsOf", r1.tables[0].table_version)
-        .load(table_path(cfg, "customers"))
+        .load(Layout.of(cfg).table("customers"))
     )
     assert old.count() == 50
-    props = spark.sql(f"SHOW TBLPROPERTIES delta.`{table_path(cfg, 'customers')}`").collect()
+    props = spark.sql(f"SHOW TBLPROPERTIES delta.`{Layout.of(cfg).table('customers')}`").collect()
     assert {r["key"]: r["value"] for r in props}["delta.logRetentionDuration"] == "interval 7 days"
 
 

@@ -13,15 +13,15 @@ import pytest
 from pyspark.errors import PythonException
 from pyspark.sql import functions as F
 
-from securepipe.config import KeyStoreConfig, PipelineConfig, TableConfig, load_config
+from securepipe.config import KeyStoreConfig, PipelineConfig, TableConfig
 from securepipe.crypto import keycache
 from securepipe.crypto.keyring import Keyring
 from securepipe.errors import KeyAccessError, PolicyError
 from securepipe.pipeline import resolve_keys
+from securepipe.pipeline.rotation import reencrypt_table
 from securepipe.protect import protect_columns
 from securepipe.protect.reveal import reveal
-from securepipe.pipeline.rotation import reencrypt_table
-from tests.conftest import CONF
+from tests.builders import CONF, load_cfg
 
 pytestmark = pytest.mark.spark
 
@@ -145,7 +145,7 @@ ROWS = [
 @pytest.fixture(scope="module")
 def setup(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("ops")
-    base = load_config(CONF)
+    base = load_cfg(CONF)
     doc = base.model_dump(mode="json", exclude={"source_file"})
     doc["keys"] = {
         "pii": {"type": "aead"},

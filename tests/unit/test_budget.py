@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from securepipe import pipeline
 from securepipe.crypto.keyring import Keyring
-from securepipe.pipeline import TableResult
-from tests.conftest import make_config
+from securepipe.pipeline import TableResult, TableStatus, keys
+from securepipe.pipeline.nightly import kept_encryptions
+from tests.builders import make_config
 
 
 def _published(count: int) -> TableResult:
     return TableResult(
         table="customers",
-        status="published",
+        status=TableStatus.PUBLISHED,
         rows_read=count,
         rows_published=count,
         rows_quarantined=0,
@@ -33,17 +33,18 @@ def test_a_key_version_past_the_budget_is_named_in_a_warning(
 ) -> None:
     cfg = make_config(tmp_path)
     Keyring(cfg.keystore, create=True).ensure(cfg.keys)
-    monkeypatch.setattr(pipeline, "ENCRYPTION_BUDGET", 10)
+    monkeypatch.setattr(keys, "ENCRYPTION_BUDGET", 10)
     with caplog.at_level(logging.WARNING, logger="securepipe.pipeline"):
-        pipeline._count_encryptions(cfg, [_published(6)])
+        keys.count_encryptions(cfg, kept_encryptions([_published(6)]))
         assert "rotate" not in caplog.text
-        pipeline._count_encryptions(cfg, [_published(6)])  # another night: 12 in total
+        keys.count_encryptions(cfg, kept_encryptions([_published(6)]))  # 12 in total
     assert "key quarantine:v1 has sealed 12 values with random nonces (budget 10)" in caplog.text
     assert "securepipe keys rotate quarantine" in caplog.text
     # A refused (gate failed) table sealed nothing that was kept: it does not count.
     failed = _published(100)
-    failed.status = "gate_failed"
-    pipeline._count_encryptions(cfg, [failed])
+    failed.status = TableStatus.GATE_FAILED
+    assert kept_encryptions([failed, _published(1)]) == {"quarantine:v1": 1}
+    keys.count_encryptions(cfg, kept_encryptions([failed]))
     assert Keyring(cfg.keystore).record_encryptions({}) == {}
     described = {k["name"]: k for k in Keyring(cfg.keystore).describe()}
     assert described["quarantine"]["encryptions"] == {"1": 12}

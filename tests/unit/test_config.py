@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from securepipe.config import load_config
 from securepipe.errors import ConfigError
-from tests.conftest import CONF
+from tests.builders import CONF, load_cfg
 
 
 def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
@@ -30,15 +31,15 @@ def _column_key(d, column: str, protect: dict) -> None:  # type: ignore[no-untyp
 
 
 def test_shipped_config_loads_and_hash_is_stable() -> None:
-    first, second = load_config(CONF), load_config(CONF)
+    first, second = load_cfg(CONF), load_cfg(CONF)
     assert set(first.tables) == {"customers", "transactions"}
     assert first.fingerprint() == second.fingerprint()
     assert len(first.fingerprint()) == 64
 
 
 def test_config_hash_changes_with_a_protection() -> None:
-    base = load_config(CONF)
-    other = load_config(
+    base = load_cfg(CONF)
+    other = load_cfg(
         CONF, keys={**{k: v.model_dump() for k, v in base.keys.items()}, "extra": {"type": "aead"}}
     )
     assert base.fingerprint() != other.fingerprint()
@@ -49,7 +50,7 @@ def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None
         tmp_path, lambda d: d["tables"]["customers"]["columns"]["email"].pop("classification")
     )
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_cfg(path)
     assert str(err.value) == (
         f"{path}: table 'customers', column 'email', key 'classification': Field required"
     )
@@ -61,7 +62,7 @@ def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
 
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_cfg(path)
     assert str(err.value) == (
         f"{path}: table 'customers', column 'date_of_birth': unknown key 'no_such_key' "
         "(declare it under keys:)"
@@ -75,14 +76,14 @@ def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"column 'date_of_birth': key 'contact_token' has type 'hmac'"
     ):
-        load_config(_write(tmp_path, mutate))
+        load_cfg(_write(tmp_path, mutate))
 
 
 def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "pipeline.yaml"
     path.write_text("version: 1\ntables:\n  customers: [unclosed\n")
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_cfg(path)
     assert str(err.value).startswith(f"{path}: invalid YAML at line ")
 
 
@@ -92,7 +93,7 @@ def test_wrong_type_names_the_column(tmp_path: Path) -> None:
 
     path = _write(tmp_path, mutate)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_cfg(path)
     assert str(err.value).startswith(
         f"{path}: table 'transactions', column 'amount', key 'type': unsupported type 'money'"
     )
@@ -103,7 +104,7 @@ def test_wrong_value_type_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"key 'spark.shuffle_partitions': Input should be a valid integer"
     ):
-        load_config(path)
+        load_cfg(path)
 
 
 def test_personal_data_cannot_be_kept_in_clear(tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_personal_data_cannot_be_kept_in_clear(tmp_path: Path) -> None:
         ConfigError,
         match=r"table 'customers', column 'ssn': classification 'pii' cannot be published in clear",
     ):
-        load_config(path)
+        load_cfg(path)
 
 
 def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
@@ -128,7 +129,7 @@ def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"column 'ssn': unknown protection op 'scramble' \(known: .*encrypt"
     ):
-        load_config(path)
+        load_cfg(path)
 
 
 def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
@@ -139,7 +140,7 @@ def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
         ConfigError,
         match=r"column 'date_of_birth': operator 'encrypt' has no parameter\(s\) \['mode'\]",
     ):
-        load_config(_write(tmp_path, mutate))
+        load_cfg(_write(tmp_path, mutate))
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,7 @@ def test_personal_data_outliving_an_erasure_is_refused_in_a_subject_table(
         match=rf"column '{column}': pii data of a subject table under op '{protect['op']}' "
         r"outlives an erasure .*fpe_subject.*erasure: partial",
     ):
-        load_config(_write(tmp_path, mutate))
+        load_cfg(_write(tmp_path, mutate))
 
 
 def test_partial_erasure_needs_a_reason_and_then_allows_column_keys(tmp_path: Path) -> None:
@@ -174,12 +175,12 @@ def test_partial_erasure_needs_a_reason_and_then_allows_column_keys(tmp_path: Pa
         d["tables"]["customers"]["erasure_reason"] = "  "
 
     with pytest.raises(ConfigError, match=r"table 'customers': erasure: partial needs an"):
-        load_config(_write(tmp_path, mutate))
+        load_cfg(_write(tmp_path, mutate))
 
     def with_reason(d):  # type: ignore[no-untyped-def]
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii"})
 
-    cfg = load_config(_write(tmp_path, with_reason))
+    cfg = load_cfg(_write(tmp_path, with_reason))
     assert cfg.tables["customers"].erasure == "partial"
 
 
@@ -190,7 +191,7 @@ def test_per_subject_columns_and_drops_satisfy_complete_erasure(tmp_path: Path) 
         cols["street_address"]["protect"] = {"op": "drop"}
         cols["phone"]["protect"] = {"op": "redact"}
 
-    assert load_config(_write(tmp_path, mutate)).tables["customers"].erasure == "complete"
+    assert load_cfg(_write(tmp_path, mutate)).tables["customers"].erasure == "complete"
 
 
 def test_fpe_subject_checks_its_alphabet_like_fpe(tmp_path: Path) -> None:
@@ -201,18 +202,18 @@ def test_fpe_subject_checks_its_alphabet_like_fpe(tmp_path: Path) -> None:
         }
 
     with pytest.raises(ConfigError, match=r"column 'ssn': unknown fpe alphabet 'klingon'"):
-        load_config(_write(tmp_path, mutate))
+        load_cfg(_write(tmp_path, mutate))
 
 
 def test_key_column_must_be_declared(tmp_path: Path) -> None:
     path = _write(tmp_path, lambda d: d["tables"]["customers"].__setitem__("key", "nope"))
     with pytest.raises(ConfigError, match=r"table 'customers': key column 'nope' is not declared"):
-        load_config(path)
+        load_cfg(path)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read configuration"):
-        load_config(tmp_path / "absent.yaml")
+        load_cfg(tmp_path / "absent.yaml")
 
 
 def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -242,3 +243,16 @@ def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch
     assert "spark.authenticate.secret" not in local
     cluster = SparkSettings(jars="provided", master="spark://127.0.0.1:7077")
     assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), cluster)._options
+
+
+def test_load_config_checks_types_only_and_the_load_step_checks_operators(tmp_path: Path) -> None:
+    """`load_config` is the ground floor (no registry): an unknown operator passes it, and the
+    one load step every entry point uses refuses it before Spark starts."""
+
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["tables"]["customers"]["columns"]["ssn"]["protect"] = {"op": "scramble"}
+
+    path = _write(tmp_path, mutate)
+    assert load_config(path).tables["customers"].columns["ssn"].protect.op == "scramble"
+    with pytest.raises(ConfigError, match=r"column 'ssn': unknown protection op 'scramble'"):
+        load_cfg(path)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from securepipe.io.generate import CUSTOMER_COLUMNS, TRANSACTION_COLUMNS, generate_landing, luhn_valid
+from securepipe.io.generate import (
+    CUSTOMER_COLUMNS,
+    TRANSACTION_COLUMNS,
+    generate_landing,
+    luhn_valid,
+)
 
 
 def test_luhn_reference_numbers() -> None:

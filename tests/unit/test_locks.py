@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from securepipe.locks import LockTimeout, RunLocked, file_lock, lakehouse_lock_path, run_lock
+from securepipe.layout import Layout
+from securepipe.locks import LockTimeout, RunLocked, file_lock, run_lock
 
 HOLD = """
 import sys, time
@@ -76,8 +77,12 @@ def test_shared_holders_overlap_and_an_exclusive_one_waits_for_them(tmp_path: Pa
 def test_lakehouse_lock_lives_beside_a_local_lakehouse_and_on_the_host_for_s3(
     tmp_path: Path,
 ) -> None:
-    local = lakehouse_lock_path(str(tmp_path / "lh"))
+    local = Layout(str(tmp_path / "lh"), str(tmp_path / "landing")).lakehouse_lock
     assert local == tmp_path / "lh" / "_locks" / "lakehouse.lock"
-    s3 = lakehouse_lock_path("s3a://bucket/lh")
+    s3 = Layout("s3a://bucket/lh", "s3a://bucket/landing").lakehouse_lock
     assert s3.parent == Path(".cache/locks").resolve() and s3.name.startswith("lakehouse-")
-    assert lakehouse_lock_path("s3a://bucket/lh", str(tmp_path)).parent == tmp_path
+    pinned = Layout("s3a://bucket/lh", "s3a://bucket/landing", str(tmp_path)).lakehouse_lock
+    assert pinned.parent == tmp_path
+    # Two lakehouses on the same scheduler host never share a lock file.
+    other = Layout("s3a://bucket/other", "s3a://bucket/landing", str(tmp_path)).lakehouse_lock
+    assert other != pinned

@@ -39,7 +39,15 @@ from securepipe.pipeline.stages import (
 )
 from securepipe.protect.subject_udfs import KEK_SENTINEL
 
-__all__ = ["RunResult", "TableResult", "new_run_id", "parse_run_date", "run_nightly", "run_table"]
+__all__ = [
+    "RunResult",
+    "TableResult",
+    "kept_encryptions",
+    "new_run_id",
+    "parse_run_date",
+    "run_nightly",
+    "run_table",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -286,15 +294,21 @@ def _run_tables(
                 table_result.access = publish_role_tables(
                     spark, cfg, policy, name, table_result.table_path, run_id, keys
                 )
-    encryptions: dict[str, int] = {}
-    for t in results:
-        if t.status == TableStatus.PUBLISHED:  # a refused batch sealed nothing that was kept
-            for label, n in t.encryptions.items():
-                encryptions[label] = encryptions.get(label, 0) + n
-    count_encryptions(cfg, encryptions)
+    count_encryptions(cfg, kept_encryptions(results))
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())
     return result
+
+
+def kept_encryptions(results: Iterable[TableResult]) -> dict[str, int]:
+    """Random-nonce seals per key version of the published tables (a refused batch sealed
+    nothing that was kept)."""
+    out: dict[str, int] = {}
+    for t in results:
+        if t.status == TableStatus.PUBLISHED:
+            for label, n in t.encryptions.items():
+                out[label] = out.get(label, 0) + n
+    return out
 
 
 def _audit(

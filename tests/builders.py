@@ -1,0 +1,85 @@
+"""Shared builders of test configurations (imported by test modules and fixtures alike)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from securepipe.config import PipelineConfig
+from securepipe.pipeline import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "pipeline.yaml"
+
+
+def load_cfg(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """The configuration at `path` after the full load step (`load_pipeline`)."""
+    return load_pipeline(path, **overrides).cfg
+
+
+def make_config(tmp: Path, **overrides: object) -> PipelineConfig:
+    """The shipped configuration, pointed at temporary lakehouse, landing and key store."""
+    values: dict[str, object] = {
+        "lakehouse": str(tmp / "lakehouse"),
+        "landing": str(tmp / "landing"),
+        "keystore": {"provider": "local", "path": str(tmp / "secrets")},
+        "spark": {
+            "master": "local[2]",
+            "jars": "local",
+            "jars_dir": str(ROOT / ".cache" / "jars"),
+            "ui_enabled": False,
+            "shuffle_partitions": 2,
+            "conf": {
+                "spark.databricks.delta.snapshotPartitions": "2",
+                "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+            },
+        },
+    }
+    values.update(overrides)
+    return load_cfg(CONF, **values)
+
+
+def write_config(
+    tmp: Path,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    gates: dict[str, Any] | None = None,
+) -> Path:
+    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes."""
+    conf = tmp / "conf"
+    shutil.copytree(CONF.parent, conf, dirs_exist_ok=True)
+    doc = yaml.safe_load(CONF.read_text())
+    doc.update(
+        lakehouse=str(tmp / "lakehouse"),
+        landing=str(tmp / "landing"),
+        keystore={"provider": "local", "path": str(tmp / "secrets")},
+    )
+    doc["spark"].update(
+        jars_dir=str(ROOT / ".cache" / "jars"), ui_enabled=False, shuffle_partitions=2
+    )
+    if mutate:
+        mutate(doc)
+    for name, gate in (gates or {}).items():
+        (conf / "gates" / f"{name}.yaml").write_text(yaml.safe_dump(gate, sort_keys=False))
+    path = conf / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def keep_email(doc: dict[str, Any]) -> None:
+    doc["tables"]["customers"]["columns"]["email"] = {
+        "type": "string",
+        "classification": "internal",
+        "protect": {"op": "keep"},
+    }
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
