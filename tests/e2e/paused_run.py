@@ -24,7 +24,7 @@ def _paused(*args: Any, **kwargs: Any) -> Any:
 
 
 _publish = nightly.publish
-nightly.publish = _paused  # type: ignore[assignment]
+nightly.publish = _paused
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[2:]))

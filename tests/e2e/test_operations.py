@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def _delta_version(path: Path) -> int:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, request):  # type: ignore[no-untyped-def]
+def setup(tmp_path: Path, request):
     config = write_config(tmp_path)
     if "overlapping" not in request.node.name:
         shutil.rmtree(config.parent / "access")  # role tables are not what these tests are about
@@ -52,7 +53,7 @@ def setup(tmp_path: Path, request):  # type: ignore[no-untyped-def]
     return config, cfg
 
 
-def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup, tmp_path) -> None:
     config, cfg = setup
     assert _run(config, "--date", D1).returncode == 0
     table = Path(cfg.lakehouse) / "tables" / "customers"
@@ -102,7 +103,7 @@ def test_killed_run_leaves_the_table_unchanged_and_the_next_run_completes(setup,
     assert sorted(audit.column("status").to_pylist()) == ["ok", "ok"]
 
 
-def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(setup) -> None:  # type: ignore[no-untyped-def]
+def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(setup) -> None:
     config, cfg = setup
     assert _run(config, "--date", D1).returncode == 0  # the table exists
     for day in (D2, D3):  # the same 60 customers, never seen before, arrive in both runs
@@ -153,7 +154,7 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
     assert f"another run holds {lock} (pid {holder.pid} " in locked.stderr
 
 
-def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:  # type: ignore[no-untyped-def]
+def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:
     config, _ = setup
     first = _run(config, "--from", D1, "--to", D2, "--json")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -171,7 +172,7 @@ def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:  
     assert all("seconds" in x for x in stages)
 
 
-def _json_docs(text: str) -> list[dict]:  # type: ignore[type-arg]
+def _json_docs(text: str) -> list[dict[str, Any]]:
     decoder, docs, i = json.JSONDecoder(), [], 0
     while i < len(text):
         if text[i] == "{":

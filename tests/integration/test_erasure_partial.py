@@ -40,7 +40,7 @@ def _partial(doc: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+def env(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("partial")
     path = write_config(tmp, _partial)
     roles = path.parent / "access" / "roles.yaml"
@@ -58,7 +58,7 @@ def env(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     return {"cfg": cfg, "policy": policy, "keys": keys, "path": path, "victim": victim}
 
 
-def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, spark) -> None:  # type: ignore[no-untyped-def]
+def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, spark) -> None:
     report = verify_erasure(spark, env["cfg"], [env["victim"]], env["keys"], env["policy"])
     assert not report["erased"] and report["values_readable"] > 0
     columns = report["tables"]["tables/customers"]["columns"]
@@ -72,7 +72,7 @@ def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, sp
     assert report["errors"] == []
 
 
-def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ignore[no-untyped-def]
+def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:
     ids = Path(env["cfg"].lakehouse).parent / "ids.txt"
     ids.write_text(env["victim"] + "\n")
     exe = str(Path(sys.executable).parent / "securepipe")
@@ -91,7 +91,7 @@ def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:  # type: ig
     assert env["victim"] not in proc.stdout  # ids never appear in the report
 
 
-def test_a_broken_table_is_reported_not_raised(env, spark) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_table_is_reported_not_raised(env, spark) -> None:
     root = Path(Layout.of(env["cfg"]).table("customers"))
     log = root / "_delta_log"
     hidden = log.with_name("_delta_log.hidden")

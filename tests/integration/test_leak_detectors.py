@@ -92,7 +92,7 @@ LOOK_ALIKES = [
 
 
 @pytest.fixture(scope="module")
-def verdicts(spark):  # type: ignore[no-untyped-def]
+def verdicts(spark):
     values = [v for v, _ in PLANTED] + LOOK_ALIKES
     df = spark.createDataFrame([(v,) for v in values], "v string")
     active = detectors(ComplianceConfig())
@@ -107,12 +107,12 @@ def verdicts(spark):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("value", "detector"), PLANTED, ids=[v for v, _ in PLANTED])
-def test_planted_pii_is_caught_by_its_detector(verdicts, value: str, detector: str) -> None:  # type: ignore[no-untyped-def]
+def test_planted_pii_is_caught_by_its_detector(verdicts, value: str, detector: str) -> None:
     assert detector in verdicts[value], verdicts[value]
 
 
 @pytest.mark.parametrize("value", LOOK_ALIKES)
-def test_look_alike_does_not_trip_the_scan(verdicts, value: str) -> None:  # type: ignore[no-untyped-def]
+def test_look_alike_does_not_trip_the_scan(verdicts, value: str) -> None:
     assert verdicts[value] == set()
 
 
@@ -130,13 +130,17 @@ def _table(**columns: ColumnConfig) -> TableConfig:
     )
 
 
-def test_numeric_columns_that_are_not_public_are_scanned_for_ssn_and_cards(spark) -> None:  # type: ignore[no-untyped-def]
-    keep = {"op": "keep"}
+def test_numeric_columns_that_are_not_public_are_scanned_for_ssn_and_cards(spark) -> None:
+    def kept(type_: str, classification: str) -> ColumnConfig:
+        return ColumnConfig.model_validate(
+            {"type": type_, "classification": classification, "protect": {"op": "keep"}}
+        )
+
     table = _table(
-        legacy_no=ColumnConfig(type="long", classification="confidential", protect=keep),
-        card_no=ColumnConfig(type="decimal(19,0)", classification="internal", protect=keep),
-        amount=ColumnConfig(type="long", classification="confidential", protect=keep),
-        count=ColumnConfig(type="long", classification="public", protect=keep),
+        legacy_no=kept("long", "confidential"),
+        card_no=kept("decimal(19,0)", "internal"),
+        amount=kept("long", "confidential"),
+        count=kept("long", "public"),
     )
     df = spark.createDataFrame(
         [("a", 123456789, Decimal(4111111111111111), 123000000, 123456789)],

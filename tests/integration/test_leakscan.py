@@ -11,7 +11,7 @@ from tests.integration.leakscan import find_plaintext
 pytestmark = pytest.mark.spark
 
 
-def test_scanner_finds_a_planted_value_in_delta_data_and_log(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_scanner_finds_a_planted_value_in_delta_data_and_log(spark, tmp_path: Path) -> None:
     path = tmp_path / "t"
     spark.createDataFrame([("planted.person@example.com", 1)], "email string, n int").write.format(
         "delta"

@@ -27,7 +27,7 @@ PII_COLUMNS = ("full_name", "email", "phone", "ssn", "card_number", "street_addr
 
 
 @pytest.fixture(scope="module")
-def nightly(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+def nightly(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nightly")
     cfg = make_config(tmp)
     batches = generate_landing(cfg.landing, RUN_DATE, rows=ROWS, seed=11)
@@ -41,11 +41,11 @@ def _landing_values(path: Path, columns: tuple[str, ...]) -> set[str]:
         return {row[c] for row in reader for c in columns if row.get(c)}
 
 
-def _keys(cfg, name):  # type: ignore[no-untyped-def]
+def _keys(cfg, name):
     return keycache.data_keys(Keyring(cfg.keystore).handle(name))
 
 
-def test_published_equals_read_minus_quarantined(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_published_equals_read_minus_quarantined(nightly, spark) -> None:
     for result in nightly["first"].tables:
         landing_rows = nightly["batches"][result.table].rows
         assert result.rows_read == landing_rows
@@ -55,7 +55,7 @@ def test_published_equals_read_minus_quarantined(nightly, spark) -> None:  # typ
         assert published.count() == result.rows_published
 
 
-def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:
     cfg = nightly["cfg"]
     q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     reasons = sorted(tuple(r["_reasons"]) for r in q.select("_reasons").collect())
@@ -79,7 +79,7 @@ def test_every_quarantined_row_has_a_reason(nightly, spark) -> None:  # type: ig
     assert {r["_run_id"] for r in q.select("_run_id").collect()} == {nightly["first"].run_id}
 
 
-def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
+def _raw_records(spark, cfg):
     """Every raw record of the customers quarantine, opened as the pipeline's operator can:
     under the subject's key when the subject is known, else under the quarantine key."""
     from securepipe.io.subject_store import attach_subject_keys, with_subject_hash
@@ -106,7 +106,7 @@ def _raw_records(spark, cfg):  # type: ignore[no-untyped-def]
     ]
 
 
-def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> None:
     cfg = nightly["cfg"]
     q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
     types = dict(q.dtypes)
@@ -123,7 +123,7 @@ def test_quarantined_raw_record_is_encrypted_and_recoverable(nightly, spark) -> 
     assert any("unexpected-extra-field" in raw for raw in raws)
 
 
-def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> None:
     from securepipe.access.views import reveal_columns
     from securepipe.pipeline import resolve_keys
 
@@ -143,7 +143,7 @@ def test_protected_columns_round_trip_for_authorised_readers(nightly, spark) -> 
         assert row["card_number"] == original["card_number"]
 
 
-def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:
     cfg = nightly["cfg"]
     key = _keys(cfg, "quarantine")[1]
     df = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
@@ -165,7 +165,7 @@ def test_spark_sql_aes_decrypt_reads_our_envelopes(nightly, spark) -> None:  # t
         )
 
 
-def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:
     cfg = nightly["cfg"]
     key = _keys(cfg, "quarantine")[1]
     df = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
@@ -177,7 +177,7 @@ def test_spark_sql_aes_decrypt_refuses_wrong_column_aad(nightly, spark) -> None:
     assert df.select(F.expr(expr).alias("x")).where("x is not null").count() == 0
 
 
-def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:
     from delta.tables import DeltaTable
 
     cfg, first = nightly["cfg"], nightly["first"]
@@ -192,7 +192,7 @@ def test_commit_carries_run_id_and_config_hash(nightly, spark) -> None:  # type:
     assert record["rows_erased"] == 0
 
 
-def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:  # type: ignore[no-untyped-def]
+def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:
     values = _landing_values(nightly["batches"]["customers"].path, PII_COLUMNS)
     values |= _landing_values(nightly["batches"]["transactions"].path, ("card_number",))
     assert len(values) > 5 * ROWS
@@ -201,7 +201,7 @@ def test_no_plaintext_pii_anywhere_in_the_lakehouse(nightly) -> None:  # type: i
     assert find_plaintext(root, values) == []
 
 
-def test_delta_log_statistics_only_cover_clear_columns(nightly) -> None:  # type: ignore[no-untyped-def]
+def test_delta_log_statistics_only_cover_clear_columns(nightly) -> None:
     log = Path(Layout.of(nightly["cfg"]).table("customers")) / "_delta_log"
     stats = [
         json.loads(json.loads(line)["add"]["stats"])
@@ -221,7 +221,7 @@ def test_delta_log_statistics_only_cover_clear_columns(nightly) -> None:  # type
         }
 
 
-def test_independent_delta_rs_reader_reads_the_table(nightly) -> None:  # type: ignore[no-untyped-def]
+def test_independent_delta_rs_reader_reads_the_table(nightly) -> None:
     from deltalake import DeltaTable
 
     result = next(t for t in nightly["first"].tables if t.table == "customers")
@@ -232,10 +232,10 @@ def test_independent_delta_rs_reader_reads_the_table(nightly) -> None:  # type: 
     assert "full_name" in table.column_names and "run_date" in table.column_names
 
 
-def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_rerunning_a_date_replaces_it(nightly, spark) -> None:
     cfg = nightly["cfg"]
 
-    def content():  # type: ignore[no-untyped-def]
+    def content():
         # Per-subject tokens are deterministic: a re-run gives the same tokens.
         df = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
         return sorted(
@@ -252,7 +252,7 @@ def test_rerunning_a_date_replaces_it(nightly, spark) -> None:  # type: ignore[n
     assert q.count() == 4
 
 
-def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:
     cfg = make_config(tmp_path)
     folder = Path(cfg.landing) / "customers" / RUN_DATE
     folder.mkdir(parents=True)
@@ -268,13 +268,13 @@ def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:  # ty
     assert not Path(Layout.of(cfg).table("customers")).exists()
 
 
-def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:
     cfg = make_config(tmp_path)
     with pytest.raises(SourceError, match=r"table 'customers': no landing files for 2026-01-01"):
         run_nightly(spark, cfg, "2026-01-01", tables=["customers"])
 
 
-def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly, spark) -> None:
     import re
 
     from securepipe.access.views import reveal_columns
@@ -298,7 +298,7 @@ def test_nightly_tokens_keep_formats_and_reverse_for_authorised_readers(nightly,
         )
 
 
-def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, tmp_path) -> None:
     cfg = make_config(tmp_path)
     folder = Path(cfg.landing) / "customers" / RUN_DATE
     folder.mkdir(parents=True)
@@ -330,7 +330,7 @@ def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, 
     assert (row["customer_id"], row["city"], str(row["balance"])) == ("C1", "London", "10.00")
 
 
-def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) -> None:  # type: ignore[no-untyped-def]
+def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) -> None:
     import dataclasses
 
     from securepipe.errors import KeyAccessError

@@ -23,7 +23,7 @@ D1, D2 = "2026-08-01", "2026-08-02"
 
 
 @pytest.fixture(scope="module")
-def ran(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+def ran(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
     cfg = load_cfg(write_config(tmp))
     generate_landing(cfg.landing, D1, rows=50, seed=1)
@@ -36,7 +36,7 @@ def ran(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     return cfg, r1, r2
 
 
-def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None:  # type: ignore[no-untyped-def]
+def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None:
     cfg, _, r2 = ran
     rows = read_audit(spark, cfg.lakehouse).collect()
     assert [r["status"] for r in rows] == ["gate_failed", "ok", "ok"]
@@ -52,7 +52,7 @@ def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None
     assert rows[0]["user"] and rows[0]["host"] and rows[0]["ended_at"] >= rows[0]["started_at"]
 
 
-def test_audit_table_is_append_only(ran, spark) -> None:  # type: ignore[no-untyped-def]
+def test_audit_table_is_append_only(ran, spark) -> None:
     from delta.tables import DeltaTable
 
     cfg, _, _ = ran
@@ -60,7 +60,7 @@ def test_audit_table_is_append_only(ran, spark) -> None:  # type: ignore[no-unty
         DeltaTable.forPath(spark, Layout.of(cfg).audit).delete("true")
 
 
-def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:  # type: ignore[no-untyped-def]
+def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:
     cfg, r1, _ = ran
     old = (
         spark.read.format("delta")
@@ -80,7 +80,7 @@ def test_retention_below_the_safety_threshold_is_refused() -> None:
     check_retention(168, allow_below_safety=False)
 
 
-def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> None:  # type: ignore[no-untyped-def]
+def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> None:
     cfg, r1, _ = ran
     lines = list(maintain(spark, cfg, 168))
     assert any("/tables/customers" in x for x in lines)

@@ -18,6 +18,7 @@ from securepipe.crypto import keycache
 from securepipe.crypto.keyring import Keyring
 from securepipe.errors import KeyAccessError, PolicyError
 from securepipe.pipeline import resolve_keys
+from securepipe.pipeline.load import check_pipeline
 from securepipe.pipeline.rotation import reencrypt_table
 from securepipe.protect import protect_columns
 from securepipe.protect.reveal import reveal
@@ -143,7 +144,7 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def setup(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
+def setup(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops")
     base = load_cfg(CONF)
     doc = base.model_dump(mode="json", exclude={"source_file"})
@@ -166,15 +167,13 @@ def setup(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
             "columns": ALL_OPS,
         }
     }
-    cfg = PipelineConfig.model_validate(doc)
-    from securepipe.config import _check_policies
-
-    _check_policies(Path("test"), cfg)
+    cfg = PipelineConfig.model_validate({**doc, "source_file": "test"})
+    check_pipeline(cfg)
     keycache.clear()
     keys = resolve_keys(cfg, ["people"])
     schema = ", ".join(f"{c} string" for c in ALL_OPS)
     raw = spark.createDataFrame(ROWS, schema)
-    typed = raw.select(*[F.col(c).cast(v["type"]).alias(c) for c, v in ALL_OPS.items()])
+    typed = raw.select(*[F.col(c).cast(str(v["type"])).alias(c) for c, v in ALL_OPS.items()])
     table_cfg: TableConfig = cfg.tables["people"]
     out = protect_columns(typed.repartition(3), "people", table_cfg, keys).cache()
     return {
@@ -188,19 +187,19 @@ def setup(spark, tmp_path_factory):  # type: ignore[no-untyped-def]
     }
 
 
-def test_dropped_column_is_gone_and_types_are_as_declared(setup) -> None:  # type: ignore[no-untyped-def]
+def test_dropped_column_is_gone_and_types_are_as_declared(setup) -> None:
     dtypes = dict(setup["out"].dtypes)
     assert "secret" not in dtypes
     assert dtypes["name"] == "binary" and dtypes["dob_enc"] == "binary"
     assert dtypes["email"] == dtypes["phone"] == dtypes["ssn"] == "string"
 
 
-def test_nulls_stay_null_for_every_operator(setup) -> None:  # type: ignore[no-untyped-def]
+def test_nulls_stay_null_for_every_operator(setup) -> None:
     row = setup["prot"]["3"]
     assert all(row[c] is None for c in row.asDict() if c != "id")
 
 
-def test_masks_give_the_documented_outputs(setup) -> None:  # type: ignore[no-untyped-def]
+def test_masks_give_the_documented_outputs(setup) -> None:
     p = setup["prot"]
     assert p["1"]["ssn_last4"] == "***-**-6789"
     assert p["4"]["ssn_last4"] == "**"  # not longer than show_last: fully masked
@@ -216,13 +215,13 @@ def test_masks_give_the_documented_outputs(setup) -> None:  # type: ignore[no-un
     )
 
 
-def test_fpe_keeps_the_format(setup) -> None:  # type: ignore[no-untyped-def]
+def test_fpe_keeps_the_format(setup) -> None:
     for i in ("1", "2", "4", "5"):
         token, original = setup["prot"][i]["ssn"], setup["rows"][i]["ssn"]
         assert re.fullmatch(r"\d{3}-\d{2}-\d{4}", token) and token != original
 
 
-def test_tokens_are_deterministic_across_partitions_and_differ_across_keys(setup) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_are_deterministic_across_partitions_and_differ_across_keys(setup) -> None:
     p = setup["prot"]
     assert p["1"]["email"] == p["5"]["email"]  # same value, other partition: joinable
     assert p["1"]["phone"] == p["5"]["phone"] and p["1"]["ssn"] == p["5"]["ssn"]
@@ -233,7 +232,7 @@ def test_tokens_are_deterministic_across_partitions_and_differ_across_keys(setup
     assert {r["id"]: r["email"] for r in again} == {k: v["email"] for k, v in p.items()}
 
 
-def test_authorised_reveal_round_trips_every_reversible_column(setup) -> None:  # type: ignore[no-untyped-def]
+def test_authorised_reveal_round_trips_every_reversible_column(setup) -> None:
     cols = ["name", "phone", "ssn", "dob_enc"]
     out = reveal(setup["out"], "people", setup["table_cfg"], setup["keys"], cols).collect()
     for row in out:
@@ -242,7 +241,7 @@ def test_authorised_reveal_round_trips_every_reversible_column(setup) -> None:  
             assert row[c] == original[c], c
 
 
-def test_reveal_refuses_irreversible_columns_and_missing_keys(setup) -> None:  # type: ignore[no-untyped-def]
+def test_reveal_refuses_irreversible_columns_and_missing_keys(setup) -> None:
     with pytest.raises(PolicyError, match="column 'email' of table 'people' is protected by"):
         reveal(setup["out"], "people", setup["table_cfg"], setup["keys"], ["email"])
     granted = {k: v for k, v in setup["keys"].items() if k != "pii"}
@@ -250,13 +249,13 @@ def test_reveal_refuses_irreversible_columns_and_missing_keys(setup) -> None:  #
         reveal(setup["out"], "people", setup["table_cfg"], granted, ["name"])
 
 
-def _decrypt_error(df) -> str:  # type: ignore[no-untyped-def]
+def _decrypt_error(df) -> str:
     with pytest.raises(PythonException) as err:
         df.collect()
     return str(err.value)
 
 
-def test_tampered_ciphertext_raises_decryption_error_naming_the_column(setup) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_ciphertext_raises_decryption_error_naming_the_column(setup) -> None:
     tampered = (
         setup["out"]
         .where("id = '1'")
@@ -270,13 +269,13 @@ def test_tampered_ciphertext_raises_decryption_error_naming_the_column(setup) ->
     assert "Zo" not in msg
 
 
-def test_ciphertext_copied_into_another_column_fails(setup) -> None:  # type: ignore[no-untyped-def]
+def test_ciphertext_copied_into_another_column_fails(setup) -> None:
     moved = setup["out"].where("id = '1'").withColumn("dob_enc", F.col("name"))
     msg = _decrypt_error(reveal(moved, "people", setup["table_cfg"], setup["keys"], ["dob_enc"]))
     assert "a value of people.dob_enc could not be decrypted" in msg
 
 
-def test_destroyed_key_version_cannot_decrypt(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_destroyed_key_version_cannot_decrypt(setup, tmp_path) -> None:
     copy = tmp_path / "secrets"
     shutil.copytree(setup["cfg"].keystore.path, copy)
     store = KeyStoreConfig(provider="local", path=str(copy))
@@ -292,7 +291,7 @@ def test_destroyed_key_version_cannot_decrypt(setup, tmp_path) -> None:  # type:
     assert "a value of people.phone could not be decrypted" in msg
 
 
-def test_no_key_material_in_plan_conf_or_logs(setup, spark, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_no_key_material_in_plan_conf_or_logs(setup, spark, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     secrets = set()
     for handle in setup["keys"].values():
@@ -314,7 +313,7 @@ def test_no_key_material_in_plan_conf_or_logs(setup, spark, caplog) -> None:  # 
         assert secret not in logs
 
 
-def test_reencrypt_moves_a_table_to_the_new_key_version(setup, spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_reencrypt_moves_a_table_to_the_new_key_version(setup, spark, tmp_path) -> None:
     cfg = setup["cfg"]
     path = str(tmp_path / "people")
     setup["out"].write.format("delta").save(path)

@@ -14,7 +14,7 @@ from securepipe.errors import ConfigError
 from tests.builders import CONF, load_cfg
 
 
-def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+def _write(tmp_path: Path, mutate) -> Path:
     doc = yaml.safe_load(CONF.read_text())
     mutate(doc)
     shutil.copytree(CONF.parent / "gates", tmp_path / "gates", dirs_exist_ok=True)
@@ -23,7 +23,7 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def _column_key(d, column: str, protect: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+def _column_key(d, column: str, protect: dict) -> None:
     """Protect a customers column under a column key (a table with partial erasure)."""
     d["keys"].update(customer_pii={"type": "aead"}, contact_token={"type": "hmac"})
     d["tables"]["customers"].update(erasure="partial", erasure_reason="test")
@@ -57,7 +57,7 @@ def test_unclassified_column_names_file_table_and_column(tmp_path: Path) -> None
 
 
 def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "no_such_key"})
 
     path = _write(tmp_path, mutate)
@@ -70,7 +70,7 @@ def test_unknown_key_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_key_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "contact_token"})
 
     with pytest.raises(
@@ -88,7 +88,7 @@ def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_the_column(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         d["tables"]["transactions"]["columns"]["amount"]["type"] = "money"
 
     path = _write(tmp_path, mutate)
@@ -133,7 +133,7 @@ def test_unknown_operator_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii", "mode": "ECB"})
 
     with pytest.raises(
@@ -155,7 +155,7 @@ def test_operator_refuses_unknown_parameter(tmp_path: Path) -> None:
 def test_personal_data_outliving_an_erasure_is_refused_in_a_subject_table(
     tmp_path: Path, column: str, protect: dict[str, object]
 ) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         d["keys"].update(
             customer_pii={"type": "aead"}, contact_token={"type": "hmac"}, ssn_fpe={"type": "fpe"}
         )
@@ -170,14 +170,14 @@ def test_personal_data_outliving_an_erasure_is_refused_in_a_subject_table(
 
 
 def test_partial_erasure_needs_a_reason_and_then_allows_column_keys(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii"})
         d["tables"]["customers"]["erasure_reason"] = "  "
 
     with pytest.raises(ConfigError, match=r"table 'customers': erasure: partial needs an"):
         load_cfg(_write(tmp_path, mutate))
 
-    def with_reason(d):  # type: ignore[no-untyped-def]
+    def with_reason(d):
         _column_key(d, "date_of_birth", {"op": "encrypt", "key": "customer_pii"})
 
     cfg = load_cfg(_write(tmp_path, with_reason))
@@ -185,7 +185,7 @@ def test_partial_erasure_needs_a_reason_and_then_allows_column_keys(tmp_path: Pa
 
 
 def test_per_subject_columns_and_drops_satisfy_complete_erasure(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         cols = d["tables"]["customers"]["columns"]
         cols["ssn"]["protect"] = {"op": "fpe_subject", "alphabet": "digits"}
         cols["street_address"]["protect"] = {"op": "drop"}
@@ -195,7 +195,7 @@ def test_per_subject_columns_and_drops_satisfy_complete_erasure(tmp_path: Path) 
 
 
 def test_fpe_subject_checks_its_alphabet_like_fpe(tmp_path: Path) -> None:
-    def mutate(d):  # type: ignore[no-untyped-def]
+    def mutate(d):
         d["tables"]["customers"]["columns"]["ssn"]["protect"] = {
             "op": "fpe_subject",
             "alphabet": "klingon",
@@ -216,7 +216,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_cfg(tmp_path / "absent.yaml")
 
 
-def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch) -> None:
     from pyspark.sql import SparkSession
 
     from securepipe.config import SparkSettings

@@ -98,6 +98,7 @@ def test_decryption_error_message_is_opaque() -> None:
 def test_batch_encrypt_keeps_nulls_and_matches_single_value_format() -> None:
     out = encrypt_many(KEY, 2, "t", "c", ["a", None, "b"])
     assert out[1] is None
+    assert out[0] is not None and out[2] is not None
     assert [decrypt_value({2: KEY}, "t", "c", e) for e in (out[0], out[2])] == ["a", "b"]
 
 

@@ -56,7 +56,7 @@ def test_domain_below_one_million_is_refused() -> None:
     data=st.data(),
     tweak=st.binary(max_size=20),
 )
-def test_vectorised_path_equals_reference(radix: int, data, tweak: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_vectorised_path_equals_reference(radix: int, data, tweak: bytes) -> None:
     ff1 = FF1(K256, radix)
     minimum = {10: 6, 26: 5, 36: 4, 62: 4}[radix]
     values = data.draw(

@@ -30,7 +30,7 @@ def _store(tmp_path: Path) -> KeyStoreConfig:
     return KeyStoreConfig(provider="local", path=str(tmp_path / "secrets"))
 
 
-def test_master_key_is_created_0600_with_a_warning(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_master_key_is_created_0600_with_a_warning(tmp_path: Path, caplog) -> None:
     LocalKms(str(tmp_path / "secrets"), create=True)
     path = tmp_path / "secrets" / MASTER_KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -77,7 +77,7 @@ def test_keyring_from_another_master_key_is_refused(tmp_path: Path) -> None:
         Keyring(_store(tmp_path))
 
 
-def _edit(tmp_path: Path, change) -> None:  # type: ignore[no-untyped-def]
+def _edit(tmp_path: Path, change) -> None:
     path = tmp_path / "secrets" / KEYRING_FILE
     doc = json.loads(path.read_text())
     change(doc)
@@ -89,7 +89,7 @@ def test_wrapped_key_swapped_between_names_is_refused_twice(tmp_path: Path) -> N
     ring.ensure(DECLARED)
     tok = ring.handle("tok")
 
-    def swap(doc):  # type: ignore[no-untyped-def]
+    def swap(doc):
         doc["keys"]["pii"]["versions"]["1"] = doc["keys"]["tok"]["versions"]["1"]
 
     _edit(tmp_path, swap)

@@ -43,7 +43,7 @@ def _aws_store(tmp_path: Path, aws: dict[str, str], key_id: str | None = None) -
     )
 
 
-def test_pkcs11_kek_is_generated_non_extractable(tmp_path: Path, softhsm) -> None:  # type: ignore[no-untyped-def]
+def test_pkcs11_kek_is_generated_non_extractable(tmp_path: Path, softhsm) -> None:
     import pkcs11
 
     provider = open_provider(kms_spec(_hsm_store(tmp_path, softhsm)), create=True)
@@ -54,7 +54,7 @@ def test_pkcs11_kek_is_generated_non_extractable(tmp_path: Path, softhsm) -> Non
         key[pkcs11.Attribute.VALUE]
 
 
-def test_pkcs11_wraps_and_unwraps_data_keys(tmp_path: Path, softhsm) -> None:  # type: ignore[no-untyped-def]
+def test_pkcs11_wraps_and_unwraps_data_keys(tmp_path: Path, softhsm) -> None:
     ring = Keyring(_hsm_store(tmp_path, softhsm), create=True)
     ring.ensure(DECLARED)
     keys = keycache.data_keys(ring.handle("pii"))
@@ -66,20 +66,20 @@ def test_pkcs11_wraps_and_unwraps_data_keys(tmp_path: Path, softhsm) -> None:  #
     assert decrypt_value(again, "t", "c", envelope) == "Ada"
 
 
-def test_pkcs11_refuses_a_wrapped_key_under_another_context(tmp_path: Path, softhsm) -> None:  # type: ignore[no-untyped-def]
+def test_pkcs11_refuses_a_wrapped_key_under_another_context(tmp_path: Path, softhsm) -> None:
     provider = open_provider(kms_spec(_hsm_store(tmp_path, softhsm)), create=True)
     wrapped = provider.wrap(b"k" * 32, "securepipe-dek:pii:v1")
     with pytest.raises(KeyAccessError, match="cannot unwrap data key"):
         provider.unwrap(wrapped, "securepipe-dek:pii:v2")
 
 
-def test_pkcs11_without_pin_is_refused(tmp_path: Path, softhsm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_pkcs11_without_pin_is_refused(tmp_path: Path, softhsm, monkeypatch) -> None:
     monkeypatch.delenv("SECUREPIPE_PKCS11_PIN")
     with pytest.raises(KeyAccessError, match="export SECUREPIPE_PKCS11_PIN"):
         open_provider(kms_spec(_hsm_store(tmp_path, softhsm)), create=True)
 
 
-def test_pkcs11_wrong_pin_is_refused(tmp_path: Path, softhsm) -> None:  # type: ignore[no-untyped-def]
+def test_pkcs11_wrong_pin_is_refused(tmp_path: Path, softhsm) -> None:
     # A fresh process: PKCS#11 login state is per process, and this one is logged in already.
     code = (
         "import sys\n"
@@ -99,7 +99,7 @@ def test_pkcs11_wrong_pin_is_refused(tmp_path: Path, softhsm) -> None:  # type: 
     assert "not-the-pin" not in proc.stdout + proc.stderr
 
 
-def test_rewrap_from_local_to_hsm_keeps_data_readable(tmp_path: Path, softhsm) -> None:  # type: ignore[no-untyped-def]
+def test_rewrap_from_local_to_hsm_keeps_data_readable(tmp_path: Path, softhsm) -> None:
     local = KeyStoreConfig(provider="local", path=str(tmp_path / "keyring"))
     ring = Keyring(local, create=True)
     ring.ensure(DECLARED)
@@ -112,7 +112,7 @@ def test_rewrap_from_local_to_hsm_keeps_data_readable(tmp_path: Path, softhsm) -
     assert decrypt_value(moved, "t", "c", envelope) == "Ada"
 
 
-def test_aws_kms_generates_and_unwraps_data_keys(tmp_path: Path, aws_env) -> None:  # type: ignore[no-untyped-def]
+def test_aws_kms_generates_and_unwraps_data_keys(tmp_path: Path, aws_env) -> None:
     ring = Keyring(_aws_store(tmp_path, aws_env), create=True)
     ring.ensure(DECLARED)
     keys = keycache.data_keys(ring.handle("pii"))
@@ -123,7 +123,7 @@ def test_aws_kms_generates_and_unwraps_data_keys(tmp_path: Path, aws_env) -> Non
     assert decrypt_value(again, "t", "c", envelope) == "Ada"
 
 
-def test_aws_kms_refuses_another_encryption_context(tmp_path: Path, aws_env) -> None:  # type: ignore[no-untyped-def]
+def test_aws_kms_refuses_another_encryption_context(tmp_path: Path, aws_env) -> None:
     provider = open_provider(kms_spec(_aws_store(tmp_path, aws_env)))
     wrapped = provider.wrap(b"k" * 32, "securepipe-dek:pii:v1")
     with pytest.raises(
@@ -132,7 +132,7 @@ def test_aws_kms_refuses_another_encryption_context(tmp_path: Path, aws_env) -> 
         provider.unwrap(wrapped, "securepipe-dek:pii:v9")
 
 
-def test_aws_rewrap_to_a_new_kms_key(tmp_path: Path, aws_env) -> None:  # type: ignore[no-untyped-def]
+def test_aws_rewrap_to_a_new_kms_key(tmp_path: Path, aws_env) -> None:
     import boto3
 
     ring = Keyring(_aws_store(tmp_path, aws_env), create=True)

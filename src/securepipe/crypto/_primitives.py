@@ -1,4 +1,6 @@
-"""Private cryptographic primitives. Callers use `securepipe.crypto.envelope`.
+"""Private cryptographic primitives: the only module of securepipe that touches
+`cryptography.hazmat` for values (FF1's AES rounds live in `_ff1`). Callers use `envelope`,
+`tokens` and `subject`.
 
 Envelope (DESIGN.md §3): ``0x01 | key version (4 bytes, big-endian) | nonce (12) | ciphertext | tag
 (16)``. Everything after the 5-byte header is what Spark SQL's
@@ -7,6 +9,7 @@ Envelope (DESIGN.md §3): ``0x01 | key version (4 bytes, big-endian) | nonce (12
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -14,6 +17,8 @@ import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from securepipe.errors import DecryptionError
 
@@ -62,10 +67,69 @@ def hmac_prepared(key: bytes):  # type: ignore[no-untyped-def]
     return digest
 
 
+_CIPHERS: dict[bytes, AESGCM] = {}
+
+
+def gcm_cipher(key: bytes) -> AESGCM:
+    """The AES-GCM cipher of `key`, one per key and process (its key schedule is the costly part
+    of a call). For long-lived keys only (KEKs): per-value keys would grow the cache."""
+    cipher = _CIPHERS.get(key)
+    if cipher is None:
+        cipher = _CIPHERS[key] = AESGCM(key)
+    return cipher
+
+
 def gcm_seal(key: bytes, version: int, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt with AES-256-GCM under a fresh random nonce and prefix the envelope header."""
     nonce = new_nonce()
     return header(version) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def gcm_seal_many(
+    key: bytes, version: int, values: list[bytes | None], aad: bytes
+) -> list[bytes | None]:
+    """`gcm_seal` over a batch: one cipher object, one CSPRNG read for every nonce (each value
+    still gets its own); `None` stays `None`."""
+    seal = AESGCM(key).encrypt
+    head = header(version)
+    nonces = new_nonces(len(values))
+    out: list[bytes | None] = []
+    for i, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        nonce = nonces[i * NONCE_LEN : (i + 1) * NONCE_LEN]
+        out.append(head + nonce + seal(nonce, value, aad))
+    return out
+
+
+def wrap(kek: bytes, key: bytes, aad: bytes) -> bytes:
+    """`nonce (12) | AES-GCM(kek, key) | tag (16)`: a key wrapped under a long-lived KEK."""
+    nonce = new_nonce()
+    return nonce + gcm_cipher(kek).encrypt(nonce, key, aad)
+
+
+def unwrap(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
+    """Inverse of `wrap`; any failure is one opaque `DecryptionError`."""
+    try:
+        return gcm_cipher(kek).decrypt(wrapped[:NONCE_LEN], wrapped[NONCE_LEN:], aad)
+    except (InvalidTag, ValueError):
+        raise DecryptionError() from None
+
+
+def derive_key(key: bytes, length: int, info: bytes) -> bytes:
+    """HKDF-SHA256 (RFC 5869, no salt): a sub-key of `key` for the purpose named by `info`."""
+    return HKDF(algorithm=SHA256(), length=length, salt=None, info=info).derive(key)
+
+
+def b64url(raw: bytes) -> str:
+    """Unpadded base64url text."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    """Inverse of `b64url`; `ValueError` for text that is not base64url."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def gcm_open(key: bytes, envelope: bytes, aad: bytes) -> bytes:

@@ -6,7 +6,7 @@ copied into another column or table, or relabelled with another version, fails t
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Sequence
 
 from securepipe.crypto import _primitives as p
 from securepipe.errors import DecryptionError
@@ -80,34 +80,20 @@ def hmac_token(key: bytes, plaintext: str) -> str:
 
     The token does not depend on the column, so columns tokenized with the same key join.
     """
-    digest = p.hmac_sha256(key, plaintext.encode("utf-8"))
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return p.b64url(p.hmac_sha256(key, plaintext.encode("utf-8")))
 
 
 def encrypt_many(
-    key: bytes, version: int, table: str, column: str, values: list[str | None]
+    key: bytes, version: int, table: str, column: str, values: Sequence[str | None]
 ) -> list[bytes | None]:
     """`encrypt_value` over a batch (one cipher object per batch); `None` stays `None`."""
-    seal = p.AESGCM(key).encrypt
     aad = associated_data(table, column, version)
-    header = p.header(version)
-    # One CSPRNG call per batch instead of one per value; every value still gets its own nonce.
-    nonces = p.new_nonces(len(values))
-    out: list[bytes | None] = []
-    for i, value in enumerate(values):
-        if value is None:
-            out.append(None)
-            continue
-        nonce = nonces[i * 12 : i * 12 + 12]
-        out.append(header + nonce + seal(nonce, value.encode("utf-8"), aad))
-    return out
+    return p.gcm_seal_many(
+        key, version, [None if v is None else v.encode("utf-8") for v in values], aad
+    )
 
 
-def hmac_many(key: bytes, values: list[str | None]) -> list[str | None]:
+def hmac_many(key: bytes, values: Sequence[str | None]) -> list[str | None]:
     """`hmac_token` over a batch; `None` stays `None`."""
     digest = p.hmac_prepared(key)
-    encode = base64.urlsafe_b64encode
-    return [
-        None if value is None else encode(digest(value.encode("utf-8")))[:43].decode("ascii")
-        for value in values
-    ]
+    return [None if value is None else p.b64url(digest(value.encode("utf-8"))) for value in values]

@@ -9,19 +9,15 @@ unreadable: current and past table versions, change feeds and backups alike.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from securepipe.crypto import _primitives as p
+from securepipe.crypto.envelope import hmac_token
 from securepipe.crypto.tokens import fpe_detokenize_many, fpe_tokenize_many
 from securepipe.errors import DecryptionError
 
@@ -48,9 +44,9 @@ _unwrapped: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
 
 
 def subject_hash(index_key: bytes, subject_id: str) -> str:
-    """The keyed hash that stands for a subject id everywhere outside the data tables."""
-    digest = hmac.digest(index_key, subject_id.encode("utf-8"), "sha256")
-    return base64.urlsafe_b64encode(digest)[:43].decode("ascii")
+    """The keyed hash that stands for a subject id everywhere outside the data tables (an HMAC
+    token under the subject index key: equal to the Spark column `with_subject_hash` makes)."""
+    return hmac_token(index_key, subject_id)
 
 
 def _wrap_aad(hashed: str, version: int | None) -> bytes:
@@ -73,9 +69,7 @@ def wrapped_kek_version(wrapped: bytes) -> int:
 
 
 def _seal_subject_key(kek: bytes, version: int, hashed: str, key: bytes) -> bytes:
-    nonce = os.urandom(12)
-    sealed = _kek_cipher(kek).encrypt(nonce, key, _wrap_aad(hashed, version))
-    return _WRAP_HEADER.pack(_WRAP_FORMAT, version) + nonce + sealed
+    return _WRAP_HEADER.pack(_WRAP_FORMAT, version) + p.wrap(kek, key, _wrap_aad(hashed, version))
 
 
 def new_wrapped_subject_key(kek: bytes, version: int, hashed: str) -> bytes:
@@ -97,17 +91,6 @@ def rewrap_subject_key(
     return _seal_subject_key(keks[version], version, hashed, _subject_key(keks, hashed, wrapped))
 
 
-_keks: dict[bytes, AESGCM] = {}
-
-
-def _kek_cipher(kek: bytes) -> AESGCM:
-    # One cipher object per KEK and process: its key schedule is the costly part of a call.
-    cipher = _keks.get(kek)
-    if cipher is None:
-        cipher = _keks[kek] = AESGCM(kek)
-    return cipher
-
-
 def _subject_key(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> bytes:
     version = wrapped_kek_version(wrapped)
     kek = keks.get(version)
@@ -121,12 +104,7 @@ def _subject_key(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> byte
             return key
     legacy = len(wrapped) == _LEGACY_WRAP_LEN
     body = wrapped if legacy else wrapped[_WRAP_HEADER.size :]
-    try:
-        key = _kek_cipher(kek).decrypt(
-            body[:12], body[12:], _wrap_aad(hashed, None if legacy else version)
-        )
-    except Exception:
-        raise DecryptionError() from None
+    key = p.unwrap(kek, body, _wrap_aad(hashed, None if legacy else version))
     with _lock:
         _unwrapped[cache_key] = key
         if len(_unwrapped) > _CACHE_SIZE:
@@ -138,35 +116,47 @@ def _aad(table: str, column: str, hashed: str) -> bytes:
     return f"securepipe:{table}.{column}:subject:{hashed}".encode()
 
 
+def _per_subject(
+    keks: Mapping[int, bytes],
+    values: Sequence[Any],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
+    apply: Callable[[bytes, Any, str], Any],
+    *,
+    reveal: bool,
+) -> list[Any]:
+    """`apply(subject key, value, subject hash)` row by row; null stays null. A row without a
+    subject key is null on reveal (the subject was erased) and refused on protect."""
+    out: list[Any] = []
+    for value, hashed, wkey in zip(values, hashes, wrapped, strict=True):
+        if value is None or (reveal and (hashed is None or wkey is None)):
+            out.append(None)
+            continue
+        if hashed is None or wkey is None:
+            raise DecryptionError()
+        out.append(apply(_subject_key(keks, hashed, wkey), value, hashed))
+    return out
+
+
 def subject_encrypt_many(
     keks: Mapping[int, bytes],
     table: str,
     column: str,
     values: list[str | None],
-    hashes: list[str | None],
-    wrapped: list[bytes | None],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
 ) -> list[bytes | None]:
     """Envelopes (version field = 1) under each row's subject key; null value stays null.
 
     Raises:
         DecryptionError: a row has a value but no usable subject key.
     """
-    header = p.header(SUBJECT_KEY_VERSION)
-    out: list[bytes | None] = []
-    for value, hashed, wkey in zip(values, hashes, wrapped, strict=True):
-        if value is None:
-            out.append(None)
-            continue
-        if hashed is None or wkey is None:
-            raise DecryptionError()
-        key = _subject_key(keks, hashed, wkey)
-        nonce = p.new_nonce()
-        out.append(
-            header
-            + nonce
-            + AESGCM(key).encrypt(nonce, value.encode("utf-8"), _aad(table, column, hashed))
-        )
-    return out
+
+    def seal(key: bytes, value: str, hashed: str) -> bytes:
+        aad = _aad(table, column, hashed)
+        return p.gcm_seal(key, SUBJECT_KEY_VERSION, value.encode("utf-8"), aad)
+
+    return _per_subject(keks, values, hashes, wrapped, seal, reveal=False)
 
 
 def subject_decrypt_many(
@@ -174,81 +164,63 @@ def subject_decrypt_many(
     table: str,
     column: str,
     envelopes: list[bytes | None],
-    hashes: list[str | None],
-    wrapped: list[bytes | None],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
 ) -> list[str | None]:
     """Plaintexts; a value whose subject key is gone (erased) comes back as `None`."""
-    out: list[str | None] = []
-    for env, hashed, wkey in zip(envelopes, hashes, wrapped, strict=True):
-        if env is None or hashed is None or wkey is None:
-            out.append(None)
-            continue
-        key = _subject_key(keks, hashed, wkey)
-        plain = p.gcm_open(key, env, _aad(table, column, hashed))
-        out.append(plain.decode("utf-8"))
-    return out
+
+    def open_(key: bytes, envelope: bytes, hashed: str) -> str:
+        return p.gcm_open(key, envelope, _aad(table, column, hashed)).decode("utf-8")
+
+    return _per_subject(keks, envelopes, hashes, wrapped, open_, reveal=True)
 
 
 def _siv_key(subject_key: bytes) -> bytes:
-    return HKDF(algorithm=SHA256(), length=64, salt=None, info=b"securepipe-subject-daead").derive(
-        subject_key
-    )
+    return p.derive_key(subject_key, 64, b"securepipe-subject-daead")
+
+
+def _tokenize(key: bytes, value: str, hashed: str) -> str:
+    return p.b64url(p.siv_seal(_siv_key(key), value.encode("utf-8"), hashed.encode()))
+
+
+def _detokenize(key: bytes, token: str, hashed: str) -> str:
+    try:
+        return p.siv_open(_siv_key(key), p.unb64url(token), hashed.encode()).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise DecryptionError() from None
 
 
 def subject_tokenize_many(
     keks: Mapping[int, bytes],
     values: list[str | None],
-    hashes: list[str | None],
-    wrapped: list[bytes | None],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
 ) -> list[str | None]:
     """Deterministic AES-SIV tokens under a key derived from each subject's key."""
-    out: list[str | None] = []
-    for value, hashed, wkey in zip(values, hashes, wrapped, strict=True):
-        if value is None:
-            out.append(None)
-            continue
-        if hashed is None or wkey is None:
-            raise DecryptionError()
-        siv = AESSIV(_siv_key(_subject_key(keks, hashed, wkey)))
-        raw = siv.encrypt(value.encode("utf-8"), [hashed.encode()])
-        out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"))
-    return out
+    return _per_subject(keks, values, hashes, wrapped, _tokenize, reveal=False)
 
 
 def subject_detokenize_many(
     keks: Mapping[int, bytes],
     tokens: list[str | None],
-    hashes: list[str | None],
-    wrapped: list[bytes | None],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
 ) -> list[str | None]:
     """Inverse of `subject_tokenize_many`; erased subjects come back as `None`."""
-    out: list[str | None] = []
-    for token, hashed, wkey in zip(tokens, hashes, wrapped, strict=True):
-        if token is None or hashed is None or wkey is None:
-            out.append(None)
-            continue
-        siv = AESSIV(_siv_key(_subject_key(keks, hashed, wkey)))
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        try:
-            out.append(siv.decrypt(raw, [hashed.encode()]).decode("utf-8"))
-        except Exception:
-            raise DecryptionError() from None
-    return out
+    return _per_subject(keks, tokens, hashes, wrapped, _detokenize, reveal=True)
 
 
 def _fpe_key(subject_key: bytes) -> bytes:
-    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"securepipe-subject-fpe").derive(
-        subject_key
-    )
+    return p.derive_key(subject_key, 32, b"securepipe-subject-fpe")
 
 
 def subject_fpe_many(
     keks: Mapping[int, bytes],
     alphabet: str,
     tweak: bytes,
-    values: list[str | None],
-    hashes: list[str | None],
-    wrapped: list[bytes | None],
+    values: Sequence[str | None],
+    hashes: Sequence[str | None],
+    wrapped: Sequence[bytes | None],
     *,
     decrypt: bool = False,
 ) -> list[str | None]:

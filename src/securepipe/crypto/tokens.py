@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 import struct
 from collections.abc import Sequence
@@ -61,7 +60,7 @@ def daead_tokenize_many(
             out.append(None)
             continue
         raw = head + p.siv_seal(key, value.encode("utf-8"), aad)
-        out.append(base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii"))
+        out.append(p.b64url(raw))
     return out
 
 
@@ -79,7 +78,7 @@ def daead_detokenize_many(
             out.append(None)
             continue
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = p.unb64url(token)
             (version,) = _VERSION.unpack_from(raw)
         except (ValueError, struct.error):
             raise DecryptionError() from None

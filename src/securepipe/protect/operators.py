@@ -38,6 +38,7 @@ __all__ = [
     "Fpe",
     "FpeSubject",
     "Generalize",
+    "Initials",
     "Keep",
     "Nullify",
     "Partial",
@@ -323,6 +324,20 @@ class Partial(Operator):
         return _null_safe(
             col, F.when(length > n, F.concat(masked_head, tail)).otherwise(all_masked)
         )
+
+
+@register_operator
+class Initials(Operator):
+    """The first letter of each word, upper-cased: `ada lovelace` → `A. L.` (a mask)."""
+
+    name = "initials"
+    mask_shorthands = {"initials": {}}
+
+    def build(self, col: Column, ctx: ColumnContext) -> Column | None:
+        """`X. Y.` from the words of the value; null stays null, blank gives blank."""
+        words = F.filter(F.split(F.trim(col.cast("string")), r"\s+"), lambda w: F.length(w) > 0)
+        letters = F.transform(words, lambda w: F.concat(F.upper(F.substring(w, 1, 1)), F.lit(".")))
+        return _null_safe(col, F.array_join(letters, " "))
 
 
 @register_operator

@@ -13,10 +13,8 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from securepipe.errors import KeyAccessError
+from securepipe.crypto import _primitives as p
+from securepipe.errors import DecryptionError, KeyAccessError
 
 __all__ = ["MASTER_KEY_FILE", "LocalKms"]
 
@@ -51,7 +49,7 @@ class LocalKms:
             raise KeyAccessError(f"master key file {self._path} is unreadable or corrupt") from None
         if len(kek) != 32:
             raise KeyAccessError(f"master key file {self._path} does not hold a 256-bit key")
-        self._aead = AESGCM(kek)
+        self._kek = kek
         self._id = "local:" + hashlib.sha256(b"securepipe-kek-id" + kek).hexdigest()[:16]
 
     def _create(self) -> None:
@@ -68,14 +66,13 @@ class LocalKms:
 
     def wrap(self, key: bytes, context: str) -> bytes:
         """Encrypt `key` under the master key, bound to `context`."""
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, key, context.encode())
+        return p.wrap(self._kek, key, context.encode())
 
     def unwrap(self, wrapped: bytes, context: str) -> bytes:
         """Decrypt a wrapped key; `KeyAccessError` if the KEK or the context is not the one used."""
         try:
-            return self._aead.decrypt(wrapped[:12], wrapped[12:], context.encode())
-        except (InvalidTag, ValueError):
+            return p.unwrap(self._kek, wrapped, context.encode())
+        except DecryptionError:
             raise KeyAccessError(
                 f"cannot unwrap data key {context!r} with the master key at {self._path}"
             ) from None
