@@ -24,10 +24,10 @@ import yaml
 from pyspark.sql import SparkSession
 
 from securepipe.access.policy import load_access_policy
-from securepipe.config import PipelineConfig, load_config
+from securepipe.config import PipelineConfig
 from securepipe.io.rows import parse_rows
 from securepipe.io.sources import landing_path, read_landing
-from securepipe.pipeline import run_nightly
+from securepipe.pipeline import load_pipeline, run_nightly
 from securepipe.spark import configure_builder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def bench_config(
     not fit a 1 GiB heap (measured: OutOfMemoryError in BlockManager.maybeCacheDiskBytesInMemory).
     """
     shipped = yaml.safe_load(config.read_text())["spark"].get("conf", {})
-    return load_config(
+    return load_pipeline(
         config,
         lakehouse=str(work / "lakehouse"),
         landing=str(landing),
@@ -63,7 +63,7 @@ def bench_config(
             "shuffle_partitions": shuffle_partitions,
             "conf": {**shipped, "spark.driver.memory": DRIVER_MEMORY, **_event_log()},
         },
-    )
+    ).cfg
 
 
 def _plain(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:

@@ -48,10 +48,14 @@ def write_config(
     tmp: Path,
     mutate: Callable[[dict[str, Any]], None] | None = None,
     gates: dict[str, Any] | None = None,
+    access: bool = True,
 ) -> Path:
-    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes."""
+    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes; without the
+    access policy when `access` is false (a config the shipped policy would rightly refuse)."""
     conf = tmp / "conf"
     shutil.copytree(CONF.parent, conf, dirs_exist_ok=True)
+    if not access:
+        shutil.rmtree(conf / "access")
     doc = yaml.safe_load(CONF.read_text())
     doc.update(
         lakehouse=str(tmp / "lakehouse"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.leakscan import find_plaintext
+from tests.leakscan import find_plaintext
 
 pytestmark = pytest.mark.spark
 

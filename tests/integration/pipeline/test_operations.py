@@ -30,7 +30,7 @@ def ran(spark, tmp_path_factory):
     generate_landing(cfg.landing, D2, rows=50, seed=2)
     r1 = run_nightly(spark, cfg, D1, tables=["customers"])
     r2 = run_nightly(spark, cfg, D2, tables=["customers"])
-    bad = load_cfg(write_config(tmp, keep_email))
+    bad = load_cfg(write_config(tmp, keep_email, access=False))
     with pytest.raises(GateFailed):
         run_nightly(spark, bad, D2, tables=["customers"])
     return cfg, r1, r2

@@ -20,7 +20,7 @@ from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
 from tests.builders import load_cfg, write_config
-from tests.integration.leakscan import find_plaintext
+from tests.leakscan import find_plaintext
 
 pytestmark = pytest.mark.spark
 DAY1, DAY2 = "2026-10-01", "2026-10-02"
