@@ -38,7 +38,7 @@ def ran(spark, tmp_path_factory):
 
 def test_audit_has_one_row_per_run_with_counts_and_no_values(ran, spark) -> None:
     cfg, _, r2 = ran
-    rows = read_audit(spark, cfg.lakehouse).collect()
+    rows = read_audit(spark, Layout.of(cfg).audit).collect()
     assert [r["status"] for r in rows] == ["gate_failed", "ok", "ok"]
     latest_ok = rows[1]
     assert latest_ok["run_id"] == r2.run_id and latest_ok["job"] == "nightly"

@@ -23,13 +23,15 @@ pytestmark = pytest.mark.spark
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
 
 
-def _plant(landing: Path, table: str, day: str, column: str, values: list[str]) -> None:
-    """Overwrite `column` in the first rows of a landing file."""
+def _plant(
+    landing: Path, table: str, day: str, column: str, values: list[str], first: int = 1
+) -> None:
+    """Overwrite `column` in the rows of a landing file from row `first` on."""
     path = landing / table / day / "part-0000.csv"
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     idx = rows[0].index(column)
-    for i, value in enumerate(values, start=1):
+    for i, value in enumerate(values, start=first):
         rows[i][idx] = value
     with path.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
@@ -49,7 +51,8 @@ def published(spark, tmp_path_factory):
     generate_landing(cfg.landing, DAY1, rows=150, seed=5)
     _plant(Path(cfg.landing), "customers", DAY1, "region", ["ATLANTIS", "ATLANTIS"])
     _plant(Path(cfg.landing), "customers", DAY1, "city", ["PLANTED_CITY_XYZ"])
-    _plant(Path(cfg.landing), "customers", DAY1, "balance", ["20000000.00"])  # above the warn max
+    # Above the warn maximum, in a row that breaks no other rule.
+    _plant(Path(cfg.landing), "customers", DAY1, "balance", ["20000000.00"], first=20)
     _plant(Path(cfg.landing), "transactions", DAY1, "currency", ["XXX"])
     _plant(Path(cfg.landing), "transactions", DAY1, "txn_id", ["T-DUP", "T-DUP"])
     return cfg, run_nightly(spark, cfg, DAY1)
