@@ -66,9 +66,8 @@ def check_pipeline(cfg: PipelineConfig) -> None:
                     raise ConfigError(
                         f"{where}: {column.classification.value} data of a subject table under "
                         f"op {column.protect.op!r} outlives an erasure (old versions keep it "
-                        "until VACUUM); protect it per subject (encrypt_subject, "
-                        "tokenize_subject, fpe_subject) or declare the table's erasure: partial "
-                        "with an erasure_reason"
+                        f"until VACUUM); protect it per subject ({', '.join(_per_subject())}) or "
+                        "declare the table's erasure: partial with an erasure_reason"
                     )
             if column_name == table.key and not operator.joinable:
                 raise ConfigError(
@@ -77,6 +76,10 @@ def check_pipeline(cfg: PipelineConfig) -> None:
                 )
         for gate_name in table.gates:
             validate_gate(cfg.gates[gate_name], table_name, table)
+
+
+def _per_subject() -> list[str]:
+    return [n for n in operator_names() if get_operator(n).per_subject]
 
 
 def _joinable() -> list[str]:

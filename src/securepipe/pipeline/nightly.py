@@ -157,7 +157,7 @@ def run_table(
     if skip_unchanged and already_published(spark, cfg, landing):
         _log.info("table %s: %s already published from the same inputs; skipped", table, run_date)
         return TableResult.of(spark, cfg, landing)
-    with timed(table, "read_protect", stages) as counts:
+    with timed(table, "read_protect", stages, label="read+protect") as counts:
         prepared = prepare(spark, cfg, landing, keys)
         counts.update(rows_read=prepared.rows_read, rows_rejected=prepared.rows_rejected)
     published = None

@@ -57,10 +57,8 @@ from securepipe.io.subject_store import (
 from securepipe.layout import Layout
 from securepipe.pipeline.erasure import ERASED_REASON
 from securepipe.pipeline.keys import check_keyring_not_rolled_back, generation, key_versions
-from securepipe.protect import protect_columns
+from securepipe.protect.apply import protect_columns, sealed_raw_records
 from securepipe.protect.registry import operator_for
-from securepipe.protect.subject_udfs import HASH_COLUMN, KEK_SENTINEL, WRAPPED_COLUMN, subject_expr
-from securepipe.protect.udfs import apply_udf, build_encrypt_udf
 from securepipe.quality.gate import GateVerdict, apply_quarantine_rules, evaluate_gates
 
 __all__ = [
@@ -152,20 +150,24 @@ class Published:
 
 
 @contextmanager
-def timed(table: str, stage: str, stages: dict[str, float]) -> Iterator[dict[str, int]]:
-    """Time a stage into `stages[stage]` and log it with the counts the block fills in."""
+def timed(
+    table: str, stage: str, stages: dict[str, float], label: str | None = None
+) -> Iterator[dict[str, int]]:
+    """Time a stage into `stages[stage]` and log it (as `label`, default the stage) with the
+    counts the block fills in."""
     counts: dict[str, int] = {}
     mark = time.monotonic()
     yield counts
     stages[stage] = seconds = round(time.monotonic() - mark, 2)
     detail = " ".join(f"{k}={v}" for k, v in counts.items())
+    name = label or stage
     _log.info(
         "table %s: %s done in %.1fs %s",
         table,
-        stage,
+        name,
         seconds,
         detail,
-        extra={"event": "stage", "table": table, "stage": stage, "seconds": seconds, **counts},
+        extra={"event": "stage", "table": table, "stage": name, "seconds": seconds, **counts},
     )
 
 
@@ -238,21 +240,14 @@ def protect_batch(
         operator = operator_for(col)
         if operator.per_subject or operator.accepts(F.col(name), col.protect.params) is not None:
             parsed = parsed.withColumn(name, F.when(~rejected, F.col(name)))
-    raw_udf = build_encrypt_udf(table, RAW_RECORD_COLUMN, keys[table_cfg.quarantine_key])
-    raw = F.col(RAW_RECORD_COLUMN)
-    quarantine_meta = {"securepipe.op": "encrypt", "securepipe.key": table_cfg.quarantine_key}
-    if HASH_COLUMN in parsed.columns and WRAPPED_COLUMN in parsed.columns:
-        has_key = F.col(WRAPPED_COLUMN).isNotNull()
-        raw_records: tuple[Column, ...] = (
-            apply_udf(raw_udf, F.when(~has_key, raw)).alias(
-                RAW_RECORD_COLUMN, metadata=quarantine_meta
-            ),
-            subject_expr(
-                "encrypt", table, RAW_RECORD_COLUMN, keys[KEK_SENTINEL], F.when(has_key, raw)
-            ).alias(RAW_SUBJECT_RECORD_COLUMN, metadata={"securepipe.op": "encrypt_subject"}),
-        )
-    else:
-        raw_records = (apply_udf(raw_udf, raw).alias(RAW_RECORD_COLUMN, metadata=quarantine_meta),)
+    raw_records = sealed_raw_records(
+        table,
+        RAW_RECORD_COLUMN,
+        RAW_SUBJECT_RECORD_COLUMN,
+        table_cfg.quarantine_key,
+        keys,
+        parsed.columns,
+    )
     # The raw record is encrypted in the same projection as the columns: plaintext never
     # reaches a later stage.
     return protect_columns(

@@ -10,9 +10,11 @@ from pyspark.sql import functions as F
 from securepipe.config import TableConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.protect.base import ColumnContext
-from securepipe.protect.registry import operator_for
+from securepipe.protect.registry import get_operator, operator_for
+from securepipe.protect.subject_udfs import HASH_COLUMN, KEK_SENTINEL, WRAPPED_COLUMN, subject_expr
+from securepipe.protect.udfs import apply_udf, build_encrypt_udf
 
-__all__ = ["protect_columns", "protected_column"]
+__all__ = ["protect_columns", "protected_column", "sealed_raw_records"]
 
 
 def protected_column(
@@ -54,3 +56,33 @@ def protect_columns(
     """
     exprs = [protected_column(table, name, table_cfg, keys) for name in table_cfg.columns]
     return df.select(*[e for e in exprs if e is not None], *passthrough)
+
+
+def sealed_raw_records(
+    table: str,
+    raw_name: str,
+    subject_name: str,
+    quarantine_key: str,
+    keys: Mapping[str, KeyHandle],
+    frame_columns: Iterable[str],
+) -> tuple[Column, ...]:
+    """The raw record of rejected rows (`raw_name`, plaintext), sealed in the same projection:
+    under the quarantine key as `raw_name`, or, in a frame joined to the subject key store, under
+    the subject's own key as `subject_name` when the row's subject has one (erased with it).
+
+    The AAD binds each record to `table.raw_name` like any envelope of that column.
+    """
+    raw = F.col(raw_name)
+    encrypt = get_operator("encrypt")
+    meta = encrypt.describe({"key": quarantine_key})
+    seal = build_encrypt_udf(table, raw_name, keys[quarantine_key])
+    if HASH_COLUMN not in frame_columns or WRAPPED_COLUMN not in frame_columns:
+        return (apply_udf(seal, raw).alias(raw_name, metadata=meta),)
+    has_key = F.col(WRAPPED_COLUMN).isNotNull()
+    by_subject = get_operator("encrypt_subject")
+    return (
+        apply_udf(seal, F.when(~has_key, raw)).alias(raw_name, metadata=meta),
+        subject_expr("encrypt", table, raw_name, keys[KEK_SENTINEL], F.when(has_key, raw)).alias(
+            subject_name, metadata=by_subject.describe({})
+        ),
+    )

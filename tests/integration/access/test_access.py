@@ -90,7 +90,7 @@ def test_fraud_sees_only_large_transactions(env, spark) -> None:
     cfg = env["cfg"]
     rows = read_as(spark, cfg, env["policy"], "transactions", "fraud").collect()
     published = spark.read.format("delta").load(Layout.of(cfg).table("transactions"))
-    large = {r["txn_id"] for r in published.where("amount >= 1000").select("txn_id").collect()}
+    large = [r["txn_id"] for r in published.where("amount >= 1000").select("txn_id").collect()]
     small = published.where("amount < 1000").count()
     assert small > 0 and large  # the fixture data holds both kinds
     # Exactly the large ones: none missing, none extra.
