@@ -7,6 +7,8 @@ JARS_DIR ?= .cache/jars
 ROWS ?= 10000
 DATE ?= $(shell date -d yesterday +%F)
 PYTEST_ARGS ?=
+# The suite runs on every core, one test file per worker (module fixtures stay in one process).
+PYTEST_XDIST ?= -n auto --dist loadfile
 
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
@@ -45,7 +47,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check src tests jobs bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 ## bench: security tax and scaling (500k-4M rows, bench/scale.py), operators, per-subject keys
 ## → bench-results/*.json, docs/benchmarks.md and its charts (about 30 minutes)
