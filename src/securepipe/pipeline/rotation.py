@@ -18,6 +18,7 @@ from securepipe.locks import lakehouse_lock
 from securepipe.pipeline.keys import resolve_keys
 from securepipe.protect.base import ColumnContext
 from securepipe.protect.registry import operator_for
+from securepipe.protect.subject_udfs import KEK_SENTINEL
 
 __all__ = ["reencrypt", "reencrypt_table"]
 
@@ -79,4 +80,4 @@ def reencrypt(
         commit = reencrypt_table(
             spark, cfg, table, Layout.of(cfg).table(table), keys, new_run_id("reencrypt")
         )
-    return commit, {name: h.current for name, h in keys.items()}
+    return commit, {name: h.current for name, h in keys.items() if name != KEK_SENTINEL}
