@@ -1,4 +1,4 @@
-"""Compliance gates: GX suites with actions, built-in checks, row-level quarantine rules.
+"""Compliance gates: GX suites with actions, built-in checks, row-level quarantine rules."""
 
 from __future__ import annotations
 
