@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from securepipe.access.policy import AccessPolicy
 from securepipe.config import PipelineConfig
 from securepipe.pipeline import load_pipeline
 
@@ -20,6 +21,13 @@ CONF = ROOT / "conf" / "pipeline.yaml"
 def load_cfg(path: str | Path, **overrides: Any) -> PipelineConfig:
     """The configuration at `path` after the full load step (`load_pipeline`)."""
     return load_pipeline(path, **overrides).cfg
+
+
+def loaded(path: str | Path) -> tuple[PipelineConfig, AccessPolicy]:
+    """The configuration at `path` and the access policy beside it (which must exist)."""
+    result = load_pipeline(path)
+    assert result.policy is not None, f"no access policy beside {path}"
+    return result.cfg, result.policy
 
 
 def make_config(tmp: Path, **overrides: object) -> PipelineConfig:

@@ -19,7 +19,7 @@ from securepipe.errors import AccessDenied, PolicyError
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
-from tests.builders import load_cfg, write_config
+from tests.builders import load_cfg, loaded, write_config
 from tests.leakscan import find_plaintext
 
 pytestmark = pytest.mark.spark
@@ -30,8 +30,7 @@ DAY1, DAY2 = "2026-10-01", "2026-10-02"
 def env(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("access")
     path = write_config(tmp)
-    cfg = load_cfg(path)
-    policy = load_access_policy(path.parent / "access", cfg)
+    cfg, policy = loaded(path)
     generate_landing(cfg.landing, DAY1, rows=120, seed=21)
     generate_landing(cfg.landing, DAY2, rows=120, seed=22)
     first = run_nightly(spark, cfg, DAY1, policy=policy)

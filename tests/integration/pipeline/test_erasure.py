@@ -11,7 +11,6 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from securepipe.access.policy import load_access_policy
 from securepipe.access.views import reveal_columns
 from securepipe.crypto.keyring import Keyring
 from securepipe.io.generate import generate_landing
@@ -19,7 +18,7 @@ from securepipe.io.subject_store import rewrap_store, subject_hashes, subject_ke
 from securepipe.layout import Layout
 from securepipe.pipeline import resolve_keys, run_nightly
 from securepipe.pipeline.erasure import erase_subjects, verify_erasure
-from tests.builders import load_cfg, write_config
+from tests.builders import loaded, write_config
 from tests.leakscan import find_plaintext
 
 pytestmark = pytest.mark.spark
@@ -31,8 +30,7 @@ VICTIM = "C000000005"
 def env(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("erasure")
     path = write_config(tmp)
-    cfg = load_cfg(path)
-    policy = load_access_policy(path.parent / "access", cfg)
+    cfg, policy = loaded(path)
     generate_landing(cfg.landing, DAY, rows=400, seed=77)
     generate_landing(cfg.landing, DAY2, rows=40, seed=78)  # the same customers, a day later
     result = run_nightly(spark, cfg, DAY, policy=policy)

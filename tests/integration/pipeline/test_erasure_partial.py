@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from securepipe.access.policy import load_access_policy
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.pipeline import resolve_keys, run_nightly
 from securepipe.pipeline.erasure import erase_subjects, verify_erasure
-from tests.builders import load_cfg, write_config
+from tests.builders import loaded, write_config
 
 pytestmark = pytest.mark.spark
 DAY = "2026-08-01"
@@ -47,8 +46,7 @@ def env(spark, tmp_path_factory):
     doc = yaml.safe_load(roles.read_text())
     doc["roles"]["analyst"]["tables"]["customers"]["columns"]["ssn"] = "mask:last4"
     roles.write_text(yaml.safe_dump(doc))
-    cfg = load_cfg(path)
-    policy = load_access_policy(path.parent / "access", cfg)
+    cfg, policy = loaded(path)
     batch = generate_landing(cfg.landing, DAY, rows=60, seed=5)["customers"]
     with batch.path.open(encoding="utf-8") as fh:  # an EU customer: the analyst sees it
         victim = next(r["customer_id"] for r in csv.DictReader(fh) if r["region"] == "EU")
