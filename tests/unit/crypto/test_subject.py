@@ -94,3 +94,26 @@ def test_fpe_tweak_defaults_to_the_column_and_an_empty_one_is_explicit() -> None
     assert fpe_tokenize_many(key, "0123456789", fpe_tweak("a", "ssn", {}), ssn) != (
         fpe_tokenize_many(key, "0123456789", fpe_tweak("b", "tax_id", {}), ssn)
     )
+
+
+def test_tampered_or_moved_per_subject_values_are_refused_and_erased_ones_read_as_null() -> None:
+    """The shared per-row loop (`_per_subject`) keeps each operator's refusals."""
+    wrapped = s.new_wrapped_subject_key(KEKS[1], 1, HASH)
+    [envelope] = s.subject_encrypt_many(KEKS, "t", "c", ["Ada"], [HASH], [wrapped])
+    [token] = s.subject_tokenize_many(KEKS, ["Ada"], [HASH], [wrapped])
+    assert envelope is not None and token is not None
+    assert s.subject_decrypt_many(KEKS, "t", "c", [envelope], [HASH], [wrapped]) == ["Ada"]
+    assert s.subject_detokenize_many(KEKS, [token], [HASH], [wrapped]) == ["Ada"]
+    flipped = envelope[:-1] + bytes([envelope[-1] ^ 1])
+    with pytest.raises(DecryptionError):  # a tampered envelope
+        s.subject_decrypt_many(KEKS, "t", "c", [flipped], [HASH], [wrapped])
+    with pytest.raises(DecryptionError):  # an envelope copied into another column
+        s.subject_decrypt_many(KEKS, "t", "other", [envelope], [HASH], [wrapped])
+    other = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(DecryptionError):  # a tampered token
+        s.subject_detokenize_many(KEKS, [other], [HASH], [wrapped])
+    with pytest.raises(DecryptionError):  # protecting a value whose subject has no key
+        s.subject_tokenize_many(KEKS, ["Ada"], [HASH], [None])
+    # Erased subject (no wrapped key): revealing gives null, never an error or the value.
+    assert s.subject_decrypt_many(KEKS, "t", "c", [envelope], [HASH], [None]) == [None]
+    assert s.subject_detokenize_many(KEKS, [token], [HASH], [None]) == [None]
