@@ -28,6 +28,7 @@ __all__ = [
     "DetectorConfig",
     "ErasureConfig",
     "ExpectationSpec",
+    "FilesConfig",
     "GateConfig",
     "KeyConfig",
     "KeyStoreConfig",
@@ -276,6 +277,17 @@ class RetentionConfig(_Model):
     allow_below_safety: bool = False
 
 
+class FilesConfig(_Model):
+    """The size of the files securepipe writes."""
+
+    rows_per_file: int = Field(
+        default=500_000,
+        ge=1,
+        description="each run date's partition of a published, quarantine or role table is "
+        "written as ceil(rows / rows_per_file) files",
+    )
+
+
 class PipelineConfig(_Model):
     """The whole validated configuration of a pipeline."""
 
@@ -295,6 +307,7 @@ class PipelineConfig(_Model):
     tables: dict[str, TableConfig]
     compliance: ComplianceConfig = ComplianceConfig()
     retention: RetentionConfig = RetentionConfig()
+    files: FilesConfig = FilesConfig()
     erasure: ErasureConfig | None = None
     gates: dict[str, GateConfig] = Field(default_factory=dict)
     source_file: str = ""

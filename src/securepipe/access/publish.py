@@ -1,13 +1,34 @@
-"""The access stage of the nightly job: rebuild each role's tables, gated, as new Delta versions."""
+"""The access stage: each role's tables, gated, kept in step with the published table.
+
+A role table is the published table seen through the role's policy. Each of its commits records
+the *view* it was written under (a hash of the role's columns and row filter, the table's
+protection and the current versions of the keys the role decrypts with) and the version of the
+published table it reflects. Bringing it up to date reads the published table's commits since
+that version:
+
+* nightly publishes (`kind: publish`) → only their `run_date` partitions are rewritten;
+* erasures (`kind: erasure`) → the erased subjects' rows are deleted from the dates they were
+  in (by the keyed hash of the subject column), or those dates rewritten when the role does
+  not see the subject column as stored;
+* OPTIMIZE, VACUUM, property changes → nothing;
+* anything else (a re-encryption, a restore, a change by hand, a log that no longer reaches that
+  far), a different view, or no role table yet → a full rebuild from the published table.
+
+So night 365 costs what night 2 costs, a policy change still applies to every past date, and a
+role never keeps a row that the published table no longer has.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 from sqlglot import exp
@@ -18,16 +39,38 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import GateFailed
 from securepipe.io.delta import (
+    commit_records,
+    commits_since,
     compliance_record,
     current_version,
+    delete_matching,
+    is_neutral,
     overwrite_table,
+    record_commit,
     retry_concurrent,
+    write_partitions,
 )
+from securepipe.io.subject_store import with_subject_hash
 from securepipe.layout import Layout
+from securepipe.protect.subject_udfs import HASH_COLUMN
 from securepipe.quality.builtin import detectors, matches
 
-__all__ = ["check_role_view", "publish_role_tables"]
+__all__ = [
+    "ERASURE_KIND",
+    "PUBLISH_KIND",
+    "RoleSync",
+    "check_role_view",
+    "plan_role_sync",
+    "publish_role_tables",
+    "view_fingerprint",
+]
 
+PUBLISH_KIND = "publish"
+ERASURE_KIND = "erasure"
+PARTITION_COLUMN = "run_date"
+# How far back a role table's own log is searched for its last state (OPTIMIZE, VACUUM and
+# property commits of `securepipe maintain` carry none).
+_STATE_SEARCH = 50
 _log = logging.getLogger(__name__)
 
 
@@ -44,7 +87,7 @@ def check_role_view(
         GateFailed: naming the role, the table and the check.
     """
     visible = role_columns(policy, role, table)
-    got = [c for c in view.columns if c != "run_date"]
+    got = [c for c in view.columns if c != PARTITION_COLUMN]
     if sorted(got) != sorted(visible):
         raise GateFailed(f"role {role!r}, table {table!r}: columns {got} differ from the policy")
     predicate = role_filter(policy, role, table)
@@ -77,28 +120,273 @@ def check_role_view(
     }
 
 
-def _write_role_table(
-    view: DataFrame,
+def _decrypt_keys(cfg: PipelineConfig, policy: AccessPolicy, role: str, table: str) -> list[str]:
+    """The keys whose ciphertexts the role's `decrypt` columns hold."""
+    table_cfg = cfg.table(table)
+    names = set()
+    for column, treatment in role_columns(policy, role, table).items():
+        if treatment.kind == "decrypt":
+            key = table_cfg.columns[column].protect.params.get("key")
+            if key is None and cfg.erasure is not None:
+                key = cfg.erasure.kek
+            if key is not None:
+                names.add(str(key))
+    return sorted(names)
+
+
+def view_fingerprint(
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+) -> str:
+    """SHA-256 of everything that decides what `role` sees of `table`: its columns and their
+    treatments, its bound row filter, the declared columns of the table and the current versions
+    of the keys its `decrypt` columns are under. A different fingerprint rebuilds the table."""
+    table_cfg = cfg.table(table)
+    payload = {
+        "columns": {c: t.label() for c, t in role_columns(policy, role, table).items()},
+        "rows": role_filter(policy, role, table),
+        "table": {
+            name: col.model_dump(mode="json") for name, col in sorted(table_cfg.columns.items())
+        },
+        "subject": table_cfg.subject,
+        "decrypt_keys": {
+            k: keys[k].current if k in keys else None
+            for k in _decrypt_keys(cfg, policy, role, table)
+        },
+    }
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RoleSync:
+    """How a role table is brought up to the published table's `source_version`.
+
+    `mode`: `current` (nothing to do), `incremental` (rewrite `run_dates`, delete the subjects
+    of `erased` from `erased_dates`), or `full` (with `reason`).
+    """
+
+    mode: str
+    source_version: int
+    reason: str = ""
+    run_dates: tuple[str, ...] = ()
+    erased: tuple[str, ...] = ()  # subject hashes
+    erased_dates: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _role_state(spark: SparkSession, path: str) -> dict[str, Any] | None:
+    """The newest commit record of a role table that states its view and source version."""
+    for record in commit_records(spark, path, limit=_STATE_SEARCH):
+        if "view" in record and "source_version" in record:
+            return record
+    return None
+
+
+def plan_role_sync(
+    spark: SparkSession, role_path: str, source_path: str, fingerprint: str
+) -> RoleSync:
+    """What it takes to bring the role table at `role_path` up to the published table's current
+    version (see the module doc); reads the two Delta logs only."""
+    now = current_version(spark, source_path)
+    state = _role_state(spark, role_path)
+    if state is None:
+        return RoleSync("full", now, "no role table yet")
+    if state["view"] != fingerprint:
+        return RoleSync("full", now, "the role's view changed (policy, configuration or key)")
+    since = int(state["source_version"])
+    commits = commits_since(spark, source_path, since)
+    if commits is None:
+        return RoleSync("full", now, f"the published log no longer reaches version {since}")
+    dates: set[str] = set()
+    erased: set[str] = set()
+    erased_dates: set[str] = set()
+    for commit in commits:
+        record = commit.get("record") or {}
+        kind = record.get("kind")
+        if kind == PUBLISH_KIND and record.get("run_date"):
+            dates.add(str(record["run_date"]))
+        elif kind == ERASURE_KIND and "run_dates" in record:
+            erased.update(record.get("subject_hashes", []))
+            erased_dates.update(record["run_dates"])
+        elif not is_neutral(commit):
+            what = kind or commit.get("operation")
+            return RoleSync("full", now, f"published version {commit['version']} was a {what}")
+    if not dates and not erased_dates:
+        return RoleSync("current", now)
+    return RoleSync(
+        "incremental",
+        now,
+        run_dates=tuple(sorted(dates)),
+        erased=tuple(sorted(erased)),
+        erased_dates=tuple(sorted(erased_dates - dates)),
+    )
+
+
+def _write(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+    plan: RoleSync,
+    record: dict[str, Any],
+) -> str:
+    """Write the role's rows of the planned dates (all of them for `full`) from the published
+    table at `plan.source_version`, gated. Returns what was done."""
+    layout = Layout.of(cfg)
+    source = (
+        spark.read.format("delta")
+        .option("versionAsOf", plan.source_version)
+        .load(layout.table(table))
+    )
+    if plan.mode == "incremental":
+        source = source.where(_on_dates(plan.run_dates))
+    # With masks the view is persisted: the gate's aggregation and the write then read it once
+    # (masks reveal values with UDFs; recomputing would decrypt every masked value twice).
+    view = role_view(source, cfg, policy, role, table, keys)
+    masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
+    if masked:
+        view = view.persist()
+    try:
+        gate = check_role_view(view, cfg, policy, role, table)
+        record = {**record, "gate": gate}
+        path = layout.access(role, table)
+        if plan.mode == "full":
+            overwrite_table(
+                view, path, record, partition_by=PARTITION_COLUMN, overwrite_schema=True
+            )
+            return "full rebuild"
+        write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
+        return f"{len(plan.run_dates)} partition(s)"
+    finally:
+        if masked:
+            view.unpersist()
+
+
+def _delete_erased(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+    plan: RoleSync,
+    record: dict[str, Any],
+) -> int:
+    """Delete the rows of the erased subjects from the role table (the dates they were in).
+    Needs the subject column as stored (clear or token) and the subject index key; the caller
+    rewrites those dates from the published table otherwise. Returns the rows deleted."""
+    subject = str(cfg.table(table).subject)
+    layout = Layout.of(cfg)
+    assert cfg.erasure is not None  # erasure commits exist only with an erasure section
+    path = layout.access(role, table)
+    rows = spark.read.format("delta").load(path)
+    rows = rows.where(_on_dates(plan.erased_dates))
+    hashes = spark.createDataFrame([(h,) for h in plan.erased], f"{HASH_COLUMN} string")
+    values = (
+        with_subject_hash(rows.select(subject), subject, keys[cfg.erasure.index_key])
+        .join(F.broadcast(hashes), HASH_COLUMN, "left_semi")
+        .select(F.col(subject).alias("value"))
+        .distinct()
+    )
+    dates = ", ".join(f"DATE'{d}'" for d in plan.erased_dates)
+    return delete_matching(
+        spark, path, subject, values, record, where=f"t.{PARTITION_COLUMN} IN ({dates})"
+    )
+
+
+def _on_dates(dates: tuple[str, ...]) -> Column:
+    return F.col(PARTITION_COLUMN).isin([F.lit(d).cast("date") for d in dates])
+
+
+def _deletable(cfg: PipelineConfig, policy: AccessPolicy, role: str, table: str) -> bool:
+    subject = cfg.table(table).subject
+    treatment = role_columns(policy, role, table).get(str(subject))
+    return (
+        treatment is not None and treatment.kind in ("clear", "token") and cfg.erasure is not None
+    )
+
+
+def sync_role_table(
+    spark: SparkSession,
     cfg: PipelineConfig,
     policy: AccessPolicy,
     role: str,
     table: str,
     run_id: str,
-    source_version: int,
-    path: str,
-) -> None:
-    gate = check_role_view(view, cfg, policy, role, table)
+    keys: Mapping[str, KeyHandle],
+) -> RoleSync:
+    """Bring one role table up to the published table's current version (one attempt: the
+    caller retries on a Delta conflict, which re-plans from the newest versions)."""
+    layout = Layout.of(cfg)
+    path = layout.access(role, table)
+    fingerprint = view_fingerprint(cfg, policy, role, table, keys)
+    plan = plan_role_sync(spark, path, layout.table(table), fingerprint)
+    if plan.mode == "current":
+        return plan
+    state = {
+        "view": fingerprint,
+        "source_version": plan.source_version,
+        "sync": plan.mode,
+        "run_dates": list(plan.run_dates),
+    }
     record = compliance_record(
         "access",
         run_id,
         table,
         cfg.fingerprint(),
+        kind="access",
         role=role,
         policy_version=policy.version(),
-        source_version=source_version,
-        gate=gate,
+        **state,
+        **({"reason": plan.reason} if plan.reason else {}),
     )
-    overwrite_table(view, path, record, partition_by="run_date", overwrite_schema=True)
+    before, deleted = current_version(spark, path), 0
+    if plan.erased_dates:
+        if _deletable(cfg, policy, role, table):
+            # The last commit of the sync states the new source version; a delete followed by
+            # partition writes must not claim it before they are done.
+            last = not plan.run_dates
+            delete_record = (
+                record
+                if last
+                else {
+                    **{k: v for k, v in record.items() if k not in ("view", "source_version")},
+                    "kind": "access-erasure",
+                }
+            )
+            delete_record = {**delete_record, "erased_dates": list(plan.erased_dates)}
+            deleted = _delete_erased(spark, cfg, policy, role, table, keys, plan, delete_record)
+        else:
+            plan = RoleSync(
+                plan.mode,
+                plan.source_version,
+                run_dates=tuple(sorted({*plan.run_dates, *plan.erased_dates})),
+            )
+            record["run_dates"] = list(plan.run_dates)
+    done = "erased rows deleted"
+    if plan.mode == "full" or plan.run_dates:
+        done = _write(spark, cfg, policy, role, table, keys, plan, record)
+    if current_version(spark, path) == before:
+        # Nothing to write (no row of the role on those dates, no erased row): Delta records no
+        # empty commit, but the state must move on, or later nights would redo these dates.
+        record_commit(spark, path, record)
+        done = "nothing to write"
+    details = {"done": done, "rows_deleted": deleted}
+    return RoleSync(
+        plan.mode,
+        plan.source_version,
+        plan.reason,
+        plan.run_dates,
+        plan.erased,
+        plan.erased_dates,
+        details,
+    )
 
 
 def publish_role_tables(
@@ -106,48 +394,44 @@ def publish_role_tables(
     cfg: PipelineConfig,
     policy: AccessPolicy,
     table: str,
-    source_path: str,
     run_id: str,
     keys: Mapping[str, KeyHandle],
 ) -> dict[str, int]:
-    """Rebuild every role's copy of `table` from the published table (one overwrite per role).
+    """Bring every role's copy of `table` up to the published table (see the module doc).
 
-    A full rebuild keeps each role table equal to "the protected table seen through today's
-    policy": a policy change applies to past dates too, and time travel on the role table shows
-    what the role could see at each version. When another run rebuilt the same role table
-    first (overlapping nightly runs of different dates), the rebuild is redone from the newest
-    published version.
+    When another run wrote the same role table first (overlapping nightly runs of different
+    dates), the sync is planned again from the newest versions.
 
     Returns:
-        The new version of each role table.
+        The version of each role table.
+
+    Raises:
+        GateFailed: a role's output failed its gate (nothing written for that role).
     """
     versions: dict[str, int] = {}
     for role in sorted(policy.roles):
         if table not in policy.roles[role].tables:
             continue
-        path = Layout.of(cfg).access(role, table)
 
-        def rebuild(role: str = role, path: str = path) -> None:
-            source_version = current_version(spark, source_path)
-            source = (
-                spark.read.format("delta").option("versionAsOf", source_version).load(source_path)
-            )
-            # With masks the view is persisted: the gate's aggregation and the write then read
-            # it once (masks reveal values with UDFs; recomputing would decrypt every masked
-            # value twice). Without masks it is a projection of the table: caching costs more
-            # than reading it twice.
-            view = role_view(source, cfg, policy, role, table, keys)
-            masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
-            if masked:
-                view = view.persist()
-            try:
-                _write_role_table(view, cfg, policy, role, table, run_id, source_version, path)
-            finally:
-                if masked:
-                    view.unpersist()
+        def sync(role: str = role) -> RoleSync:
+            return sync_role_table(spark, cfg, policy, role, table, run_id, keys)
 
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
-        retry_concurrent(rebuild, f"writing role table {role!r}/{table!r}")
-        versions[role] = current_version(spark, path)
-        _log.info("access: role %s, table %s -> version %d", role, table, versions[role])
+        plan = retry_concurrent(sync, f"writing role table {role!r}/{table!r}")
+        versions[role] = current_version(spark, Layout.of(cfg).access(role, table))
+        _log.info(
+            "access: role %s, table %s -> version %d (%s%s)",
+            role,
+            table,
+            versions[role],
+            plan.details.get("done", "up to date"),
+            f": {plan.reason}" if plan.reason else "",
+            extra={
+                "event": "access",
+                "role": role,
+                "table": table,
+                "sync": plan.mode,
+                "version": versions[role],
+            },
+        )
     return versions

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
@@ -22,16 +22,23 @@ __all__ = [
     "DELTA_SAFETY_HOURS",
     "CommitInfo",
     "check_retention",
+    "commit_metadata",
     "commit_records",
+    "commits_since",
     "compliance_record",
     "current_version",
+    "delete_matching",
     "ensure_table",
     "history",
+    "is_neutral",
     "overwrite_table",
+    "record_commit",
     "replace_partition",
     "restore",
     "retention_check_disabled",
     "retry_concurrent",
+    "sized",
+    "write_partitions",
 ]
 
 
@@ -94,21 +101,116 @@ def replace_partition(
     Returns:
         The commit's version and row count.
     """
-
-    def write() -> None:
-        (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", f"{partition_by} = DATE'{partition_value}'")
-            .option("userMetadata", json.dumps(user_metadata, sort_keys=True))
-            .save(path)
-        )
-
     # Another run committing to the same table first raises one of Delta's concurrency
     # exceptions: retry (the replaceWhere makes the write idempotent); any other error keeps its
     # class only, never its message (Spark messages can quote values).
-    retry_concurrent(write, f"writing Delta table {path}")
+    return retry_concurrent(
+        lambda: write_partitions(df, path, partition_by, [partition_value], user_metadata),
+        f"writing Delta table {path}",
+    )
+
+
+def write_partitions(
+    df: DataFrame,
+    path: str,
+    partition_by: str,
+    partition_values: Sequence[str],
+    user_metadata: dict[str, Any],
+) -> CommitInfo:
+    """Replace the partitions `partition_values` (ISO dates) of the table at `path` by `df`'s
+    rows in one commit carrying `user_metadata`; other partitions are untouched.
+
+    Errors propagate as Spark raised them: call it inside `retry_concurrent`.
+    """
+    dates = ", ".join(f"DATE'{date.fromisoformat(v).isoformat()}'" for v in partition_values)
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"{partition_by} IN ({dates})")
+        .option("userMetadata", json.dumps(user_metadata, sort_keys=True))
+        .save(path)
+    )
     return last_commit(df.sparkSession, path)
+
+
+def sized(df: DataFrame, rows: int, rows_per_file: int) -> DataFrame:
+    """`df` in ceil(rows / rows_per_file) partitions at most, so that a partition of a table is
+    written as that many files (a coalesce: no shuffle; `df` is best cached or cheap to read)."""
+    return df.coalesce(max(1, -(-rows // rows_per_file)))
+
+
+@contextmanager
+def commit_metadata(spark: SparkSession, record: dict[str, Any]) -> Iterator[None]:
+    """Attach `record` to every commit of the session inside the block (for Delta operations
+    without a `userMetadata` option: MERGE, DELETE, OPTIMIZE); the previous value is restored."""
+    previous = spark.conf.get(_USER_METADATA, None)
+    spark.conf.set(_USER_METADATA, json.dumps(record, sort_keys=True))
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_USER_METADATA)
+        else:
+            spark.conf.set(_USER_METADATA, previous)
+
+
+def delete_matching(
+    spark: SparkSession,
+    path: str,
+    column: str,
+    values: DataFrame,
+    record: dict[str, Any],
+    where: str | None = None,
+) -> int:
+    """Delete the rows of the table at `path` whose `column` is among `values` (a one-column
+    frame named `value`), in one commit carrying `record`; `where` (over alias `t`, e.g. a
+    partition predicate) limits the rows read. Returns the rows deleted."""
+    target = DeltaTable.forPath(spark, path)
+    before = current_version(spark, path)
+    condition = " AND ".join(filter(None, [where, f"t.`{column}` = e.value"]))
+    with commit_metadata(spark, record):
+        (target.alias("t").merge(values.alias("e"), condition).whenMatchedDelete().execute())
+    last = target.history(1).collect()[0]
+    if int(last["version"]) == before:  # a MERGE that matched nothing may not commit
+        return 0
+    return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+
+
+def record_commit(spark: SparkSession, path: str, record: dict[str, Any]) -> CommitInfo:
+    """Commit `record` to the table at `path` without changing a row (a table property that
+    names the commit time), for work that found nothing to write: Delta does not record empty
+    writes, and the record must still say that the work was done."""
+    with commit_metadata(spark, record):
+        spark.sql(
+            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
+            f"('securepipe.recordedAt' = '{datetime.now(UTC).isoformat()}')"
+        )
+    return last_commit(spark, path)
+
+
+# Commits that leave a table's rows as they were.
+_NEUTRAL_OPERATIONS = frozenset(
+    {"SET TBLPROPERTIES", "OPTIMIZE", "VACUUM START", "VACUUM END", "CREATE TABLE"}
+)
+
+
+def is_neutral(commit: dict[str, Any]) -> bool:
+    """True for a `history` entry that changed no row (properties, OPTIMIZE, VACUUM)."""
+    return str(commit.get("operation")) in _NEUTRAL_OPERATIONS
+
+
+def commits_since(spark: SparkSession, path: str, version: int) -> list[dict[str, Any]] | None:
+    """The `history` entries after `version`, oldest first; None when the log no longer holds
+    all of them (log retention) or `version` is not a version of the table."""
+    now = current_version(spark, path)
+    if version < 0 or now < version:
+        return None
+    if now == version:
+        return []
+    entries = sorted(history(spark, path, now - version), key=lambda e: e["version"])
+    if [e["version"] for e in entries] != list(range(version + 1, now + 1)):
+        return None
+    return entries
 
 
 def overwrite_table(
@@ -216,6 +318,7 @@ def restore(spark: SparkSession, path: str, version: int) -> None:
     DeltaTable.forPath(spark, path).restoreToVersion(version)
 
 
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 DELTA_SAFETY_HOURS = 168  # Delta refuses VACUUM below 7 days unless its check is disabled
 _CONFLICTS = (
     "ConcurrentAppendException",

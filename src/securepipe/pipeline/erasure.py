@@ -28,12 +28,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from securepipe.access.policy import AccessPolicy
-from securepipe.access.publish import publish_role_tables
+from securepipe.access.publish import ERASURE_KIND, PARTITION_COLUMN, publish_role_tables
 from securepipe.access.views import role_columns
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
+from securepipe.io.delta import compliance_record, delete_matching
 from securepipe.io.rows import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 from securepipe.io.subject_store import (
     add_tombstones,
@@ -91,19 +92,39 @@ class ErasureResult:
         )
 
 
-def _delete_rows(spark: SparkSession, path: str, subject: str, ids: DataFrame) -> int:
-    target = DeltaTable.forPath(spark, path)
-    before = int(target.history(1).collect()[0]["version"])
-    (
-        target.alias("t")
-        .merge(ids.alias("e"), f"t.`{subject}` = e.subject_id")
-        .whenMatchedDelete()
-        .execute()
-    )
-    last = target.history(1).collect()[0]
-    if int(last["version"]) == before:  # a MERGE that matched nothing may not commit
+def _delete_rows(
+    spark: SparkSession,
+    path: str,
+    subject: str,
+    ids: DataFrame,
+    run_id: str,
+    table: str,
+    cfg: PipelineConfig,
+    hashes: list[str],
+) -> int:
+    """Delete the subjects' rows from one table; the commit's record names the dates they were
+    in and the subjects' keyed hashes (the role tables replay it from there)."""
+    target = spark.read.format("delta").load(path)
+    dates = [
+        str(r[0])
+        for r in target.join(F.broadcast(ids), target[subject] == ids.value, "left_semi")
+        .select(PARTITION_COLUMN)
+        .distinct()
+        .collect()
+    ]
+    if not dates:
         return 0
-    return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+    record = compliance_record(
+        "erase",
+        run_id,
+        table,
+        cfg.fingerprint(),
+        kind=ERASURE_KIND,
+        run_dates=sorted(dates),
+        subject_hashes=hashes,
+    )
+    where = "t.{} IN ({})".format(PARTITION_COLUMN, ", ".join(f"DATE'{d}'" for d in sorted(dates)))
+    return delete_matching(spark, path, subject, ids, record, where=where)
 
 
 def erase_subjects(
@@ -134,7 +155,7 @@ def erase_subjects(
         tombstones_added=added,
         subject_hashes=hashes,
     )
-    id_df = spark.createDataFrame([(i,) for i in ids], "subject_id string")
+    id_df = spark.createDataFrame([(i,) for i in ids], "value string")
     for table in subject_tables(cfg):
         subject = str(cfg.table(table).subject)
         for kind, path in (
@@ -142,9 +163,12 @@ def erase_subjects(
             ("quarantine", layout.quarantine(table)),
         ):
             if DeltaTable.isDeltaTable(spark, path):
-                result.rows_deleted[f"{kind}/{table}"] = _delete_rows(spark, path, subject, id_df)
+                result.rows_deleted[f"{kind}/{table}"] = _delete_rows(
+                    spark, path, subject, id_df, run_id, table, cfg, hashes
+                )
         if policy is not None and DeltaTable.isDeltaTable(spark, layout.table(table)):
-            publish_role_tables(spark, cfg, policy, table, layout.table(table), run_id, keys)
+            # The role tables replay the erasure commit: the rows are deleted, nothing rebuilt.
+            publish_role_tables(spark, cfg, policy, table, run_id, keys)
     _log.info("erasure: %s, rows deleted %s", result.summary(), result.rows_deleted)
     entry = AuditEntry(
         run_id=run_id,

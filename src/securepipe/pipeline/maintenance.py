@@ -7,10 +7,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 
+from securepipe import __version__
 from securepipe.config import PipelineConfig
-from securepipe.io.delta import DELTA_SAFETY_HOURS, check_retention, retention_check_disabled
+from securepipe.io.delta import (
+    DELTA_SAFETY_HOURS,
+    check_retention,
+    commit_metadata,
+    retention_check_disabled,
+)
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 
@@ -31,7 +37,9 @@ def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
 
 
 def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[str]:
-    """Set retention properties and VACUUM each table, yielding one line per table.
+    """Set retention properties, compact small files (OPTIMIZE) and VACUUM each table, yielding
+    one line per table. OPTIMIZE changes no row (the role tables see it as neutral); the files
+    it replaces are removed by a later VACUUM once older than the retention.
 
     The caller has checked `hours` against Delta's safety threshold (`io.delta.check_retention`)
     and holds the exclusive lakehouse lock; below the threshold, Delta's check is switched off
@@ -47,8 +55,18 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[s
                 f"'delta.logRetentionDuration' = 'interval {days} days', "
                 f"'delta.deletedFileRetentionDuration' = 'interval {max(hours, 1)} hours')"
             )
-            DeltaTable.forPath(spark, path).vacuum(hours)
-            yield f"vacuumed {path} (retain {hours} h, log {days} days)"
+            table = DeltaTable.forPath(spark, path)
+            with commit_metadata(spark, {"securepipe": __version__, "kind": "maintain"}):
+                metrics = table.optimize().executeCompaction().first()
+            table.vacuum(hours)
+            compacted = _compaction(metrics)
+            yield f"vacuumed {path} (retain {hours} h, log {days} days){compacted}"
+
+
+def _compaction(row: Row | None) -> str:
+    metrics = (row["metrics"].asDict() if row is not None and row["metrics"] else {}) or {}
+    removed, added = int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0))
+    return f", compacted {removed} files into {added}" if removed else ""
 
 
 def run_maintenance(

@@ -40,6 +40,7 @@ from securepipe.io.delta import (
     ensure_table,
     replace_partition,
     restore,
+    sized,
 )
 from securepipe.io.rows import (
     RAW_RECORD_COLUMN,
@@ -414,8 +415,13 @@ def publish(
         **{**common, "kind": "quarantine"},
         reasons=evaluated.reasons,
     )
+    # A partition is written as few files of a sensible size: the cached batch has as many
+    # partitions as the shuffle gave it (64 files for a 10,000-row night otherwise).
+    per_file = cfg.files.rows_per_file
+    quarantined = sized(quarantined, prepared.rows_rejected, per_file)
     qcommit = replace_partition(quarantined, qpath, PARTITION_COLUMN, run_date, qrecord)
-    valid = prepared.valid
+    rows_published = prepared.rows_read - prepared.rows_rejected - prepared.rows_erased
+    valid = sized(prepared.valid, rows_published, per_file)
     ensure_table(spark, tpath, valid.schema, PARTITION_COLUMN, _stats_columns(cfg.table(table)))
     record = compliance_record(
         "nightly",
@@ -423,7 +429,7 @@ def publish(
         table,
         fingerprint,
         **common,
-        rows_published=prepared.rows_read - prepared.rows_rejected - prepared.rows_erased,
+        rows_published=rows_published,
         rows_quarantined=prepared.rows_rejected,
     )
     tcommit = replace_partition(valid, tpath, PARTITION_COLUMN, run_date, record)

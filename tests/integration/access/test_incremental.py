@@ -1,0 +1,254 @@
+"""Role tables over many nights: a night rewrites only its own partition of each role table, and
+after every kind of change (re-run, backfill, missed night, maintenance, erasure, policy change,
+key rotation, re-encryption) each role table equals a full rebuild from the published table."""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from securepipe.access.policy import load_access_policy
+from securepipe.access.views import role_view
+from securepipe.io.generate import generate_landing
+from securepipe.layout import Layout
+from securepipe.pipeline import resolve_keys, run_nightly
+from securepipe.pipeline.erasure import erase
+from securepipe.pipeline.keys import change_keys
+from securepipe.pipeline.maintenance import run_maintenance
+from securepipe.pipeline.rotation import reencrypt
+from tests.builders import loaded, write_config
+
+pytestmark = pytest.mark.spark
+DAYS = [f"2026-09-{d:02d}" for d in range(1, 9)]
+ROLES = ("analyst", "marketing", "nobody", "support")
+ROWS, ROWS_PER_FILE = 60, 25
+# A role that does not see the subject column: its erased rows cannot be matched, so the dates
+# they were in are rewritten instead.
+MARKETING = {
+    "description": "no identifiers at all",
+    "tables": {
+        "customers": {
+            "rows": "true",
+            "columns": {"city": "clear", "country": "clear", "balance": "mask:bucket:1000"},
+        }
+    },
+}
+
+
+def _state(spark, path: str) -> dict[str, Any]:
+    last = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    record = json.loads(last["userMetadata"] or "{}")
+    return {"version": int(last["version"]), "operation": last["operation"], **record}
+
+
+def _touched(path: str, version: int) -> set[str]:
+    """The run dates whose files a commit added or removed."""
+    dates = set()
+    log = Path(path) / "_delta_log" / f"{version:020d}.json"
+    for line in log.read_text().splitlines():
+        action = json.loads(line)
+        for kind in ("add", "remove"):
+            if kind in action:
+                dates.add(action[kind]["partitionValues"]["run_date"])
+    return dates
+
+
+def _rows(df) -> list[tuple]:
+    return sorted((tuple(str(v) for v in r) for r in df.collect()), key=str)
+
+
+@pytest.fixture(scope="module")
+def nights(spark, tmp_path_factory):
+    """One lakehouse through a year in miniature; after each step, what each role table's last
+    commit says and touched, and whether it equals a full rebuild."""
+    tmp = tmp_path_factory.mktemp("incremental")
+
+    def small_files(doc: dict[str, Any]) -> None:
+        doc["files"] = {"rows_per_file": ROWS_PER_FILE}
+
+    path = write_config(tmp, small_files)
+    roles_file = path.parent / "access" / "roles.yaml"
+    doc = yaml.safe_load(roles_file.read_text())
+    doc["roles"]["marketing"] = MARKETING
+    # A filter no row passes: its nights write nothing, and must still not pile up.
+    doc["roles"]["nobody"] = {
+        "tables": {"customers": {"rows": "country = 'XX'", "columns": {"city": "clear"}}}
+    }
+    roles_file.write_text(yaml.safe_dump(doc))
+    cfg, policy = loaded(path)
+    layout = Layout.of(cfg)
+    for seed, day in enumerate(DAYS):
+        generate_landing(cfg.landing, day, rows=ROWS, seed=40 + seed)
+    steps: dict[str, dict[str, Any]] = {}
+
+    def observe(step: str, current_policy=None) -> None:
+        current_policy = current_policy or policy
+        keys = resolve_keys(cfg, ["customers"])
+        published = spark.read.format("delta").load(layout.table("customers"))
+        out: dict[str, Any] = {}
+        for role in ROLES:
+            rpath = layout.access(role, "customers")
+            state = _state(spark, rpath)
+            expected = role_view(published, cfg, current_policy, role, "customers", keys)
+            actual = spark.read.format("delta").load(rpath).select(*expected.columns)
+            state["touched"] = _touched(rpath, state["version"])
+            state["equal_to_full_rebuild"] = _rows(actual) == _rows(expected)
+            out[role] = state
+        steps[step] = out
+
+    def night(day: str, with_policy=True, current_policy=None) -> None:
+        run_nightly(
+            spark,
+            cfg,
+            day,
+            tables=["customers"],
+            policy=(current_policy or policy) if with_policy else None,
+        )
+
+    # 8 shuffle partitions: without the sizing, a night's partition would be 8 files.
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "8")
+    night(DAYS[1])
+    spark.conf.set("spark.sql.shuffle.partitions", previous)
+    observe("first night")
+    night(DAYS[2])
+    observe("second night")
+    night(DAYS[2])
+    observe("re-run")
+    night(DAYS[0])
+    observe("backfill")
+    lines = run_maintenance(spark, cfg, hours=168)
+    night(DAYS[3])
+    observe("after maintenance")
+    night(DAYS[4], with_policy=False)  # published, then the job died before the role tables
+    night(DAYS[5])
+    observe("after a missed role stage")
+    published = spark.read.format("delta").load(layout.table("customers"))
+    victim = published.where("region = 'EU'").select("customer_id").first()[0]
+    victim_dates = {
+        str(r[0])
+        for r in published.where(published.customer_id == victim).select("run_date").collect()
+    }
+    erase(spark, cfg, [victim], policy)
+    observe("erasure")
+    night(DAYS[6])
+    observe("night after erasure")
+    changed = yaml.safe_load(roles_file.read_text())
+    changed["roles"]["analyst"]["attributes"]["region"] = "NA"
+    folder = tmp / "changed-access"
+    folder.mkdir()
+    (folder / "roles.yaml").write_text(yaml.safe_dump(changed))
+    new_policy = load_access_policy(folder, cfg)
+    night(DAYS[6], current_policy=new_policy)
+    observe("policy change", new_policy)
+    change_keys(cfg, "rotate", lambda: nullcontext(spark), name="subject_kek")
+    night(DAYS[7], current_policy=new_policy)
+    observe("subject KEK rotated", new_policy)
+    reencrypt(spark, cfg, "customers")
+    night(DAYS[7], current_policy=new_policy)
+    observe("re-encrypted", new_policy)
+    return {
+        "steps": steps,
+        "cfg": cfg,
+        "victim": victim,
+        "maintenance": lines,
+        "victim_dates": victim_dates,
+        "layout": layout,
+    }
+
+
+def test_every_step_leaves_each_role_table_equal_to_a_full_rebuild(nights) -> None:
+    unequal = {
+        step: role
+        for step, roles in nights["steps"].items()
+        for role, state in roles.items()
+        if not state["equal_to_full_rebuild"]
+    }
+    assert unequal == {}
+
+
+@pytest.mark.parametrize(
+    ("step", "dates"),
+    [
+        ("second night", {DAYS[2]}),
+        ("re-run", {DAYS[2]}),
+        ("backfill", {DAYS[0]}),
+        ("after maintenance", {DAYS[3]}),
+        ("after a missed role stage", {DAYS[4], DAYS[5]}),
+        ("night after erasure", {DAYS[6]}),
+    ],
+)
+def test_a_night_rewrites_only_the_partitions_the_published_table_changed(
+    nights, step, dates
+) -> None:
+    for role, state in nights["steps"][step].items():
+        assert state["sync"] == "incremental", (step, role, state.get("reason"))
+        assert sorted(state["run_dates"]) == sorted(dates)
+        # The empty role records its sync in a commit that touches no file.
+        assert state["touched"] == (set() if role == "nobody" else dates), (step, role)
+
+
+def test_the_first_night_builds_every_role_table(nights) -> None:
+    for state in nights["steps"]["first night"].values():
+        assert state["sync"] == "full" and state["reason"] == "no role table yet"
+
+
+def test_erasure_deletes_the_rows_where_the_role_sees_the_subject(nights, spark) -> None:
+    erasure = nights["steps"]["erasure"]
+    layout, victim = nights["layout"], nights["victim"]
+    for role in ("analyst", "support"):
+        assert erasure[role]["operation"] == "MERGE", role  # a delete, not a rebuild
+        assert erasure[role]["sync"] == "incremental"
+        rows = spark.read.format("delta").load(layout.access(role, "customers"))
+        assert rows.where(rows.customer_id == victim).count() == 0
+    # The role without the subject column gets the victim's dates rewritten from the published
+    # table, which no longer holds the victim.
+    marketing = erasure["marketing"]
+    assert marketing["operation"] == "WRITE" and marketing["sync"] == "incremental"
+    assert marketing["touched"] == nights["victim_dates"]
+
+
+@pytest.mark.parametrize(
+    ("step", "roles", "reason"),
+    [
+        ("policy change", {"analyst"}, "view changed"),
+        ("subject KEK rotated", {"support"}, "view changed"),
+        ("re-encrypted", set(ROLES), "was a reencrypt"),
+    ],
+)
+def test_what_a_role_sees_changing_rebuilds_its_table_in_full(nights, step, roles, reason) -> None:
+    for role, state in nights["steps"][step].items():
+        if role in roles:
+            assert state["sync"] == "full", (step, role)
+            assert reason in state["reason"], (step, role)
+            assert role == "nobody" or len(state["touched"]) > 1
+        else:
+            assert state["sync"] == "incremental", (step, role, state.get("reason"))
+
+
+def test_partitions_are_written_as_few_files_and_maintenance_compacts(nights, spark) -> None:
+    cfg, layout = nights["cfg"], nights["layout"]
+    assert cfg.files.rows_per_file == ROWS_PER_FILE
+    most = math.ceil(ROWS / ROWS_PER_FILE)
+    roles = [layout.access(r, "customers") for r in ROLES if r != "nobody"]
+    for path in [layout.table("customers"), *roles]:
+        files = (
+            spark.read.format("delta")
+            .load(path)
+            .select("run_date", F.input_file_name().alias("file"))
+            .distinct()
+            .groupBy("run_date")
+            .count()
+            .collect()
+        )
+        # 8 shuffle partitions would give 8 files per date without the sizing.
+        assert files and max(r["count"] for r in files) <= most, path
+    assert any("compacted" in line for line in nights["maintenance"])
