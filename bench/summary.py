@@ -85,6 +85,94 @@ def _scale_section(d: dict) -> list[str]:  # type: ignore[type-arg]
     return out
 
 
+# The figures of issue 15 when it was filed (docs/benchmarks.md of 2026-11-29), and its targets.
+_TARGETS = [
+    # (figure, before, target text, test on the value)
+    ("security tax at 1M rows (secure ÷ plain job)", "8.2x", "≤ 3.0x", lambda v: v <= 3.0),
+    ("security tax at 4M rows", "10.9x", "≤ 2.5x", lambda v: v <= 2.5),
+    ("night 30 ÷ night 2 wall time (history bench)", "not measured", "≤ 1.15", lambda v: v <= 1.15),
+    ("`encrypt` ÷ Spark `aes_encrypt` GCM, 2M rows", "1.89x", "≥ 2.5x", lambda v: v >= 2.5),
+    ("per-subject ÷ per-column encryption, 1M subjects", "0.15", "≥ 0.5", lambda v: v >= 0.5),
+    ("files per partition, 10,000-row night", "64", "≤ 2", lambda v: v <= 2),
+    ("driver RSS at 4M rows (MiB)", "282", "< 1536", lambda v: v < 1536),
+]
+
+
+def _load(name: str) -> dict | None:  # type: ignore[type-arg]
+    path = ROOT / "bench-results" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _targets() -> list[str]:
+    scale, ops, era, hist = (_load(n) for n in ("scale", "operators", "erasure", "history"))
+    sizes = {r["rows_target"]: r for r in (scale or {}).get("scaling", [])}
+
+    def tax(rows: int) -> float | None:
+        r = sizes.get(rows)
+        return round(r["secure_seconds"] / r["plain_seconds"], 2) if r else None
+
+    values = [
+        tax(1_000_000),
+        tax(4_000_000),
+        hist["last_vs_second"] if hist else None,
+        ops["ratios"]["encrypt_vs_builtin_aes_encrypt"] if ops else None,
+        era["ratio"] if era else None,
+        hist["small_night"]["most"] if hist else None,
+        sizes[4_000_000]["peak_rss_mib"]["python_driver"] if 4_000_000 in sizes else None,
+    ]
+    out = [
+        "## Targets",
+        "",
+        "| figure | before (2026-11-29) | now | target | met |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for (name, before, target, ok), value in zip(_TARGETS, values, strict=True):
+        now, met = ("not run", "—") if value is None else (str(value), "yes" if ok(value) else "no")
+        out.append(f"| {name} | {before} | {now} | {target} | {met} |")
+    return [*out, ""]
+
+
+def _history_section(d: dict) -> list[str]:  # type: ignore[type-arg]
+    nights = d["nights"]
+    out = [
+        f"## History: {len(nights)} nights into one lakehouse ({d['when']})",
+        "",
+        f"`bench/history.py`: the shipped configuration (customers with per-subject keys,"
+        f" transactions, the shipped gates, role tables analyst, support, fraud), one session,"
+        f" `local[2]`; every night lands {d['rows_per_table']:,} customers and"
+        f" {d['rows_per_table']:,} transactions and runs the nightly job.",
+        "",
+        f"Night 1 (tables created, every subject's key) {d['first_night_seconds']} s; night 2"
+        f" {d['second_night_seconds']} s; night {len(nights)} {d['last_night_seconds']} s:"
+        f" **{d['last_vs_second']}x** night 2 (target ≤ {d['target_ratio']}: "
+        f"{'met' if d['met'] else 'not met'}); median of nights 2-{len(nights)}"
+        f" {d['median_later_nights_seconds']} s"
+        + (
+            f"; last five ÷ nights 2-6 {d['last5_vs_first5']}x."
+            if d.get("last5_vs_first5")
+            else "."
+        ),
+        "",
+        "![history](bench-history.png)",
+        "",
+        "| night | seconds | " + " | ".join(nights[-1]["stages"]) + " |",
+        "| ---: | ---: |" + " ---: |" * len(nights[-1]["stages"]),
+    ]
+    for i, n in enumerate(nights, 1):
+        stages = " | ".join(str(n["stages"].get(s, "")) for s in nights[-1]["stages"])
+        out.append(f"| {i} | {n['seconds']} | {stages} |")
+    small = d.get("small_night")
+    if small:
+        out += [
+            "",
+            f"Files per partition after one {small['rows']:,}-row night (shipped 64 shuffle"
+            f" partitions): at most **{small['most']}** ("
+            + ", ".join(f"{k}: {v}" for k, v in sorted(small["files"].items()))
+            + ").",
+        ]
+    return [*out, ""]
+
+
 def main() -> int:
     """Write docs/benchmarks.md from the JSON results."""
     results = ROOT / "bench-results"
@@ -95,6 +183,10 @@ def main() -> int:
         "git-ignored); machine: 2 cores, `local[2]`. Never timed inside the test suite.",
         "",
     ]
+    lines += _targets()
+    history = results / "history.json"
+    if history.exists():
+        lines += _history_section(json.loads(history.read_text()))
     scale = results / "scale.json"
     if scale.exists():
         lines += _scale_section(json.loads(scale.read_text()))
