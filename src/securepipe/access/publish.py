@@ -24,10 +24,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlglot
+from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
@@ -39,11 +40,11 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import GateFailed
 from securepipe.io.delta import (
-    commit_records,
     commits_since,
     compliance_record,
     current_version,
     delete_matching,
+    history,
     is_neutral,
     overwrite_table,
     record_commit,
@@ -175,15 +176,22 @@ class RoleSync:
     run_dates: tuple[str, ...] = ()
     erased: tuple[str, ...] = ()  # subject hashes
     erased_dates: tuple[str, ...] = ()
+    role_version: int = -1  # the role table's version when planned (-1: none yet)
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _role_state(spark: SparkSession, path: str) -> dict[str, Any] | None:
-    """The newest commit record of a role table that states its view and source version."""
-    for record in commit_records(spark, path, limit=_STATE_SEARCH):
-        if "view" in record and "source_version" in record:
-            return record
-    return None
+def _role_state(spark: SparkSession, path: str) -> tuple[dict[str, Any] | None, int]:
+    """The newest commit record of a role table that states its view and source version, and
+    the table's latest version (-1 when there is no table). One read of its log."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None, -1
+    entries = history(spark, path, _STATE_SEARCH)
+    latest = max((int(e["version"]) for e in entries), default=-1)
+    for entry in entries:
+        record = entry.get("record")
+        if isinstance(record, dict) and "view" in record and "source_version" in record:
+            return record, latest
+    return None, latest
 
 
 def plan_role_sync(
@@ -192,15 +200,19 @@ def plan_role_sync(
     """What it takes to bring the role table at `role_path` up to the published table's current
     version (see the module doc); reads the two Delta logs only."""
     now = current_version(spark, source_path)
-    state = _role_state(spark, role_path)
+    state, mine = _role_state(spark, role_path)
+
+    def full(reason: str) -> RoleSync:
+        return RoleSync("full", now, reason, role_version=mine)
+
     if state is None:
-        return RoleSync("full", now, "no role table yet")
+        return full("no role table yet")
     if state["view"] != fingerprint:
-        return RoleSync("full", now, "the role's view changed (policy, configuration or key)")
+        return full("the role's view changed (policy, configuration or key)")
     since = int(state["source_version"])
-    commits = commits_since(spark, source_path, since)
+    commits = commits_since(spark, source_path, since, now)
     if commits is None:
-        return RoleSync("full", now, f"the published log no longer reaches version {since}")
+        return full(f"the published log no longer reaches version {since}")
     dates: set[str] = set()
     erased: set[str] = set()
     erased_dates: set[str] = set()
@@ -214,15 +226,16 @@ def plan_role_sync(
             erased_dates.update(record["run_dates"])
         elif not is_neutral(commit):
             what = kind or commit.get("operation")
-            return RoleSync("full", now, f"published version {commit['version']} was a {what}")
+            return full(f"published version {commit['version']} was a {what}")
     if not dates and not erased_dates:
-        return RoleSync("current", now)
+        return RoleSync("current", now, role_version=mine)
     return RoleSync(
         "incremental",
         now,
         run_dates=tuple(sorted(dates)),
         erased=tuple(sorted(erased)),
         erased_dates=tuple(sorted(erased_dates - dates)),
+        role_version=mine,
     )
 
 
@@ -235,9 +248,9 @@ def _write(
     keys: Mapping[str, KeyHandle],
     plan: RoleSync,
     record: dict[str, Any],
-) -> str:
+) -> tuple[str, int]:
     """Write the role's rows of the planned dates (all of them for `full`) from the published
-    table at `plan.source_version`, gated. Returns what was done."""
+    table at `plan.source_version`, gated. Returns what was done and the table's version."""
     layout = Layout.of(cfg)
     source = (
         spark.read.format("delta")
@@ -257,12 +270,12 @@ def _write(
         record = {**record, "gate": gate}
         path = layout.access(role, table)
         if plan.mode == "full":
-            overwrite_table(
+            commit = overwrite_table(
                 view, path, record, partition_by=PARTITION_COLUMN, overwrite_schema=True
             )
-            return "full rebuild"
-        write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
-        return f"{len(plan.run_dates)} partition(s)"
+            return "full rebuild", commit.version
+        commit = write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
+        return f"{len(plan.run_dates)} partition(s)", commit.version
     finally:
         if masked:
             view.unpersist()
@@ -328,7 +341,7 @@ def sync_role_table(
     fingerprint = view_fingerprint(cfg, policy, role, table, keys)
     plan = plan_role_sync(spark, path, layout.table(table), fingerprint)
     if plan.mode == "current":
-        return plan
+        return replace(plan, details={"version": plan.role_version})
     state = {
         "view": fingerprint,
         "source_version": plan.source_version,
@@ -346,7 +359,7 @@ def sync_role_table(
         **state,
         **({"reason": plan.reason} if plan.reason else {}),
     )
-    before, deleted = current_version(spark, path), 0
+    before, version, deleted = plan.role_version, plan.role_version, 0
     if plan.erased_dates:
         if _deletable(cfg, policy, role, table):
             # The last commit of the sync states the new source version; a delete followed by
@@ -362,31 +375,23 @@ def sync_role_table(
             )
             delete_record = {**delete_record, "erased_dates": list(plan.erased_dates)}
             deleted = _delete_erased(spark, cfg, policy, role, table, keys, plan, delete_record)
+            version = current_version(spark, path)
         else:
-            plan = RoleSync(
-                plan.mode,
-                plan.source_version,
+            plan = replace(
+                plan,
                 run_dates=tuple(sorted({*plan.run_dates, *plan.erased_dates})),
+                erased_dates=(),
             )
             record["run_dates"] = list(plan.run_dates)
     done = "erased rows deleted"
     if plan.mode == "full" or plan.run_dates:
-        done = _write(spark, cfg, policy, role, table, keys, plan, record)
-    if current_version(spark, path) == before:
+        done, version = _write(spark, cfg, policy, role, table, keys, plan, record)
+    if version == before:
         # Nothing to write (no row of the role on those dates, no erased row): Delta records no
         # empty commit, but the state must move on, or later nights would redo these dates.
-        record_commit(spark, path, record)
+        version = record_commit(spark, path, record).version
         done = "nothing to write"
-    details = {"done": done, "rows_deleted": deleted}
-    return RoleSync(
-        plan.mode,
-        plan.source_version,
-        plan.reason,
-        plan.run_dates,
-        plan.erased,
-        plan.erased_dates,
-        details,
-    )
+    return replace(plan, details={"done": done, "rows_deleted": deleted, "version": version})
 
 
 def publish_role_tables(
@@ -418,7 +423,7 @@ def publish_role_tables(
 
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
         plan = retry_concurrent(sync, f"writing role table {role!r}/{table!r}")
-        versions[role] = current_version(spark, Layout.of(cfg).access(role, table))
+        versions[role] = int(plan.details["version"])
         _log.info(
             "access: role %s, table %s -> version %d (%s%s)",
             role,

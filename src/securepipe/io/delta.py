@@ -199,15 +199,22 @@ def is_neutral(commit: dict[str, Any]) -> bool:
     return str(commit.get("operation")) in _NEUTRAL_OPERATIONS
 
 
-def commits_since(spark: SparkSession, path: str, version: int) -> list[dict[str, Any]] | None:
-    """The `history` entries after `version`, oldest first; None when the log no longer holds
-    all of them (log retention) or `version` is not a version of the table."""
-    now = current_version(spark, path)
+def commits_since(
+    spark: SparkSession, path: str, version: int, now: int | None = None
+) -> list[dict[str, Any]] | None:
+    """The `history` entries after `version` up to `now` (default: the latest), oldest first;
+    None when the log no longer holds all of them (log retention) or `version` is not a version
+    of the table."""
+    now = current_version(spark, path) if now is None else now
     if version < 0 or now < version:
         return None
     if now == version:
         return []
-    entries = sorted(history(spark, path, now - version), key=lambda e: e["version"])
+    # A few more than needed: a commit made since `now` was read must not push one out.
+    entries = sorted(
+        (e for e in history(spark, path, now - version + 4) if version < e["version"] <= now),
+        key=lambda e: e["version"],
+    )
     if [e["version"] for e in entries] != list(range(version + 1, now + 1)):
         return None
     return entries
