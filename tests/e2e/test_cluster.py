@@ -216,13 +216,16 @@ def test_an_application_without_the_secret_is_refused(
     else:
         app = ["--conf", f"spark.authenticate.secret={secrets.token_hex(32)}"]
     proc = _submit(cluster, [*app, str(probe)], name, {}, tmp_path)
-    # The driver retries registration for a minute before giving up; stop at its first refusal.
+    reason = "Unknown challenge message" if secret == "none" else "Authentication failed"
+    # The driver retries registration for a minute before giving up; stop at its first refusal,
+    # once the refusal's cause (logged after the warning, with its stack trace) has been read too.
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
     reader.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        if any("Failed to connect to master" in ln for ln in lines):
+        seen = "".join(lines)
+        if "Failed to connect to master" in seen and reason in seen:
             break
         time.sleep(0.2)
     proc.kill()
@@ -230,8 +233,7 @@ def test_an_application_without_the_secret_is_refused(
     reader.join(timeout=10)
     output = "".join(lines)
     assert "Failed to connect to master" in output, output[-3000:]
-    reason = "Unknown challenge message" if secret == "none" else "Authentication failed"
-    assert reason in output
+    assert reason in output, output[-3000:]
     master_log = cluster["logs"]["master"].read_text(errors="replace")
     assert f"Registered app {name}" not in master_log
     assert "Connected to Spark cluster" not in output
