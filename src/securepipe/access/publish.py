@@ -25,6 +25,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import sqlglot
@@ -59,6 +60,7 @@ from securepipe.quality.builtin import detectors, matches
 __all__ = [
     "ERASURE_KIND",
     "PUBLISH_KIND",
+    "PublishedLog",
     "RoleSync",
     "check_role_view",
     "plan_role_sync",
@@ -194,12 +196,33 @@ def _role_state(spark: SparkSession, path: str) -> tuple[dict[str, Any] | None, 
     return None, latest
 
 
+class PublishedLog:
+    """The published table's log as the role syncs of one table read it: its version, read once,
+    and its commits since the oldest version a role asks for (one read, widened if a role needs
+    older ones). Build a new one to see commits made after it was built."""
+
+    def __init__(self, spark: SparkSession, path: str) -> None:
+        self.spark, self.path = spark, path
+        self.now = current_version(spark, path)
+        self._start: int | None = None
+        self._commits: list[dict[str, Any]] = []
+
+    def since(self, version: int) -> list[dict[str, Any]] | None:
+        """The commits after `version` up to `now`, oldest first (see `commits_since`)."""
+        if self._start is None or version < self._start:
+            commits = commits_since(self.spark, self.path, version, self.now)
+            if commits is None:
+                return None
+            self._start, self._commits = version, commits
+        return [c for c in self._commits if int(c["version"]) > version]
+
+
 def plan_role_sync(
-    spark: SparkSession, role_path: str, source_path: str, fingerprint: str
+    spark: SparkSession, role_path: str, source: PublishedLog, fingerprint: str
 ) -> RoleSync:
-    """What it takes to bring the role table at `role_path` up to the published table's current
-    version (see the module doc); reads the two Delta logs only."""
-    now = current_version(spark, source_path)
+    """What it takes to bring the role table at `role_path` up to the published table's version
+    `source.now` (see the module doc); reads the two Delta logs only."""
+    now = source.now
     state, mine = _role_state(spark, role_path)
 
     def full(reason: str) -> RoleSync:
@@ -210,7 +233,11 @@ def plan_role_sync(
     if state["view"] != fingerprint:
         return full("the role's view changed (policy, configuration or key)")
     since = int(state["source_version"])
-    commits = commits_since(spark, source_path, since, now)
+    if since > now:
+        # An overlapping run brought this role table further than the log read here: it is
+        # ahead, not behind (rebuilding it from version `now` would move it back).
+        return RoleSync("current", since, role_version=mine)
+    commits = source.since(since)
     if commits is None:
         return full(f"the published log no longer reaches version {since}")
     dates: set[str] = set()
@@ -333,13 +360,16 @@ def sync_role_table(
     table: str,
     run_id: str,
     keys: Mapping[str, KeyHandle],
+    source: PublishedLog | None = None,
 ) -> RoleSync:
-    """Bring one role table up to the published table's current version (one attempt: the
-    caller retries on a Delta conflict, which re-plans from the newest versions)."""
+    """Bring one role table up to the published table's version (`source`, the table's log as
+    read for this night's syncs; read afresh when None). One attempt: the caller retries on a
+    Delta conflict, re-planning from a fresh read of the log."""
     layout = Layout.of(cfg)
     path = layout.access(role, table)
     fingerprint = view_fingerprint(cfg, policy, role, table, keys)
-    plan = plan_role_sync(spark, path, layout.table(table), fingerprint)
+    source = source or PublishedLog(spark, layout.table(table))
+    plan = plan_role_sync(spark, path, source, fingerprint)
     if plan.mode == "current":
         return replace(plan, details={"version": plan.role_version})
     state = {
@@ -414,15 +444,20 @@ def publish_role_tables(
         GateFailed: a role's output failed its gate (nothing written for that role).
     """
     versions: dict[str, int] = {}
+    shared = PublishedLog(spark, Layout.of(cfg).table(table))  # one read for all the roles
+
+    def sync(role: str, unread: list[PublishedLog]) -> RoleSync:
+        # The first attempt plans from the log every role of the table reads; a retry (another
+        # run committed meanwhile) reads it again.
+        source = unread.pop() if unread else None
+        return sync_role_table(spark, cfg, policy, role, table, run_id, keys, source)
+
     for role in sorted(policy.roles):
         if table not in policy.roles[role].tables:
             continue
-
-        def sync(role: str = role) -> RoleSync:
-            return sync_role_table(spark, cfg, policy, role, table, run_id, keys)
-
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
-        plan = retry_concurrent(sync, f"writing role table {role!r}/{table!r}")
+        what = f"writing role table {role!r}/{table!r}"
+        plan = retry_concurrent(partial(sync, role, [shared]), what)
         versions[role] = int(plan.details["version"])
         _log.info(
             "access: role %s, table %s -> version %d (%s%s)",

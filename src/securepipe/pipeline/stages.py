@@ -47,6 +47,7 @@ from securepipe.io.rows import (
     RAW_SUBJECT_RECORD_COLUMN,
     REASONS_COLUMN,
     parse_rows,
+    reason_codes,
 )
 from securepipe.io.sources import SOURCE_FILE_COLUMN, read_landing
 from securepipe.io.subject_store import (
@@ -60,7 +61,12 @@ from securepipe.pipeline.erasure import ERASED_REASON
 from securepipe.pipeline.keys import check_keyring_not_rolled_back, generation, key_versions
 from securepipe.protect.apply import protect_columns, sealed_raw_records
 from securepipe.protect.registry import operator_for
-from securepipe.quality.gate import GateVerdict, apply_quarantine_rules, evaluate_gates
+from securepipe.quality.gate import (
+    GateVerdict,
+    apply_quarantine_rules,
+    evaluate_gates,
+    quarantine_codes,
+)
 
 __all__ = [
     "PARTITION_COLUMN",
@@ -110,6 +116,7 @@ class Prepared:
     rows_read: int
     rows_rejected: int
     rows_erased: int
+    reasons: dict[str, int] | None  # rejected rows per reason code; None: count them again
     encryptions: dict[str, int]  # random-nonce seals per "<key>:v<version>"
     key_versions: dict[str, int]
     keyring_generation: int
@@ -317,15 +324,32 @@ def prepare(
     batch = apply_quarantine_rules(batch, cfg, table_cfg, REASONS_COLUMN)
     batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
     sealed = _sealed_columns(table_cfg, batch.columns)
+    # One pass counts the rows, the seals and each reason code (the codes a table can emit are
+    # known from its configuration; a code outside them is counted too, and sends `evaluate`
+    # back to counting them one by one rather than losing it).
+    codes = [*reason_codes(table_cfg), *quarantine_codes(cfg, table_cfg)]
+    reasons = F.col(REASONS_COLUMN)
     first = (
-        batch.groupBy((F.size(REASONS_COLUMN) > 0).alias("bad"))
+        batch.groupBy((F.size(reasons) > 0).alias("bad"))
         .agg(
             F.count(F.lit(1)).alias("n"),
             *[F.count(F.col(c)).alias(f"e{i}") for i, c in enumerate(sealed)],
+            *[
+                F.sum(F.array_contains(reasons, code).cast("long")).alias(f"r{i}")
+                for i, code in enumerate(codes)
+            ],
+            F.sum(
+                (F.size(F.array_except(reasons, F.array(*map(F.lit, codes)))) > 0).cast("long")
+            ).alias("other"),
         )
         .collect()
     )
     counts = {bool(r["bad"]): int(r["n"]) for r in first}
+    reason_counts: dict[str, int] | None = {
+        code: n for i, code in enumerate(codes) if (n := sum(int(r[f"r{i}"] or 0) for r in first))
+    }
+    if any(r["other"] for r in first):
+        reason_counts = None
     encryptions: dict[str, int] = {}
     for i, key_name in enumerate(sealed.values()):
         label = f"{key_name}:v{keys[key_name].current}"
@@ -336,6 +360,7 @@ def prepare(
         rows_read=counts.get(False, 0) + counts.get(True, 0) + erased,
         rows_rejected=counts.get(True, 0),
         rows_erased=erased,
+        reasons=reason_counts,
         encryptions=encryptions,
         key_versions=key_versions(cfg, table_cfg, keys),
         keyring_generation=generation(keys),
@@ -345,14 +370,18 @@ def prepare(
 def evaluate(prepared: Prepared, cfg: PipelineConfig, keys: Mapping[str, KeyHandle]) -> Evaluated:
     """Count the rejected rows' reasons and run every gate of the table on the protected batch."""
     batch = prepared.batch
-    reasons = {
-        r[0]: int(r[1])
-        for r in batch.where(prepared.is_rejected)
-        .select(F.explode(REASONS_COLUMN).alias("reason"))
-        .groupBy("reason")
-        .count()
-        .collect()
-    }
+    reasons = (
+        dict(prepared.reasons)
+        if prepared.reasons is not None
+        else {
+            r[0]: int(r[1])
+            for r in batch.where(prepared.is_rejected)
+            .select(F.explode(REASONS_COLUMN).alias("reason"))
+            .groupBy("reason")
+            .count()
+            .collect()
+        }
+    )
     if prepared.rows_erased:
         reasons[ERASED_REASON] = prepared.rows_erased
     verdict = evaluate_gates(batch, prepared.valid, prepared.landing.table, cfg, keys)

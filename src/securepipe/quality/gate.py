@@ -20,7 +20,7 @@ from securepipe.quality.builtin import CheckResult, leak_scan_exprs, token_check
 from securepipe.quality.gx_runner import run_suite
 from securepipe.quality.rules import reason_code, row_rule
 
-__all__ = ["GateVerdict", "apply_quarantine_rules", "evaluate_gates"]
+__all__ = ["GateVerdict", "apply_quarantine_rules", "evaluate_gates", "quarantine_codes"]
 
 
 @dataclass
@@ -63,6 +63,25 @@ class GateVerdict:
         }
 
 
+def _quarantine_rules(cfg: PipelineConfig, table_cfg: TableConfig) -> list[tuple[str, Column]]:
+    """(reason code, true where a row breaks it) for the duplicate key and every `quarantine`
+    expectation of the table's gates."""
+    key = F.col(table_cfg.key)
+    duplicate = key.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(key)) > 1)
+    rules = [(f"DUPLICATE_KEY:{table_cfg.key}", duplicate)]
+    for gate_name in table_cfg.gates:
+        for spec in cfg.gates[gate_name].expectations:
+            if spec.action == "quarantine":
+                broken = ~F.coalesce(row_rule(spec), F.lit(False))
+                rules.append((reason_code(gate_name, spec), broken))
+    return rules
+
+
+def quarantine_codes(cfg: PipelineConfig, table_cfg: TableConfig) -> list[str]:
+    """Every reason code `apply_quarantine_rules` can add for this table."""
+    return [code for code, _ in _quarantine_rules(cfg, table_cfg)]
+
+
 def apply_quarantine_rules(
     df: DataFrame, cfg: PipelineConfig, table_cfg: TableConfig, reasons_column: str
 ) -> DataFrame:
@@ -70,18 +89,7 @@ def apply_quarantine_rules(
 
     Runs on the protected batch, so rules see what will be published.
     """
-    key = F.col(table_cfg.key)
-    duplicate = key.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(key)) > 1)
-    checks: list[Column] = [F.when(duplicate, F.lit(f"DUPLICATE_KEY:{table_cfg.key}"))]
-    for gate_name in table_cfg.gates:
-        for spec in cfg.gates[gate_name].expectations:
-            if spec.action == "quarantine":
-                checks.append(
-                    F.when(
-                        ~F.coalesce(row_rule(spec), F.lit(False)),
-                        F.lit(reason_code(gate_name, spec)),
-                    )
-                )
+    checks = [F.when(broken, F.lit(code)) for code, broken in _quarantine_rules(cfg, table_cfg)]
     extra = F.array_compact(F.array(*checks))
     return df.withColumn(reasons_column, F.array_union(F.col(reasons_column), extra))
 
