@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from job import DRIVER_MEMORY, bench_session
 
+from securepipe.config import KeyStoreConfig
+from securepipe.crypto.keyring import Keyring
 from securepipe.io.generate import generate_landing
 from securepipe.pipeline import load_pipeline, run_nightly
 
@@ -54,6 +56,8 @@ def _config(tmp: Path) -> Path:
     doc["spark"].update(jars_dir=str(ROOT / ".cache" / "jars"), ui_enabled=False)
     doc["spark"].setdefault("conf", {})["spark.driver.memory"] = DRIVER_MEMORY
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    # The master key, as `securepipe keys init` makes it before a first run.
+    Keyring(KeyStoreConfig.model_validate(doc["keystore"]), create=True)
     return conf / "pipeline.yaml"
 
 

@@ -25,6 +25,7 @@ from pyspark.sql import SparkSession
 
 from securepipe.access.policy import load_access_policy
 from securepipe.config import PipelineConfig
+from securepipe.crypto.keyring import Keyring
 from securepipe.io.rows import parse_rows
 from securepipe.io.sources import landing_path, read_landing
 from securepipe.pipeline import load_pipeline, run_nightly
@@ -51,7 +52,7 @@ def bench_config(
     not fit a 1 GiB heap (measured: OutOfMemoryError in BlockManager.maybeCacheDiskBytesInMemory).
     """
     shipped = yaml.safe_load(config.read_text())["spark"].get("conf", {})
-    return load_pipeline(
+    cfg = load_pipeline(
         config,
         lakehouse=str(work / "lakehouse"),
         landing=str(landing),
@@ -64,6 +65,8 @@ def bench_config(
             "conf": {**shipped, "spark.driver.memory": DRIVER_MEMORY, **_event_log()},
         },
     ).cfg
+    Keyring(cfg.keystore, create=True)  # the master key, as `securepipe keys init` makes it
+    return cfg
 
 
 def _plain(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:

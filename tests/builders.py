@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from securepipe.access.policy import AccessPolicy
-from securepipe.config import PipelineConfig
+from securepipe.config import KeyStoreConfig, PipelineConfig
+from securepipe.crypto.keyring import Keyring
 from securepipe.pipeline import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +31,15 @@ def loaded(path: str | Path) -> tuple[PipelineConfig, AccessPolicy]:
     return result.cfg, result.policy
 
 
+def provision_keys(store: KeyStoreConfig) -> None:
+    """Create the key store's master key, as `securepipe keys init` does before a first run
+    (`run` never creates one)."""
+    Keyring(store, create=True)
+
+
 def make_config(tmp: Path, **overrides: object) -> PipelineConfig:
-    """The shipped configuration, pointed at temporary lakehouse, landing and key store."""
+    """The shipped configuration, pointed at temporary lakehouse, landing and a provisioned
+    local key store."""
     values: dict[str, object] = {
         "lakehouse": str(tmp / "lakehouse"),
         "landing": str(tmp / "landing"),
@@ -49,7 +57,10 @@ def make_config(tmp: Path, **overrides: object) -> PipelineConfig:
         },
     }
     values.update(overrides)
-    return load_cfg(CONF, **values)
+    cfg = load_cfg(CONF, **values)
+    if cfg.keystore.provider == "local":
+        provision_keys(cfg.keystore)
+    return cfg
 
 
 def write_config(
@@ -58,8 +69,9 @@ def write_config(
     gates: dict[str, Any] | None = None,
     access: bool = True,
 ) -> Path:
-    """A copy of conf/ under `tmp`, pointed at tmp folders, with optional changes; without the
-    access policy when `access` is false (a config the shipped policy would rightly refuse)."""
+    """A copy of conf/ under `tmp`, pointed at tmp folders (the local key store provisioned),
+    with optional changes; without the access policy when `access` is false (a config the
+    shipped policy would rightly refuse)."""
     conf = tmp / "conf"
     shutil.copytree(CONF.parent, conf, dirs_exist_ok=True)
     if not access:
@@ -79,6 +91,9 @@ def write_config(
         (conf / "gates" / f"{name}.yaml").write_text(yaml.safe_dump(gate, sort_keys=False))
     path = conf / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    store = KeyStoreConfig.model_validate(doc["keystore"])
+    if store.provider == "local":
+        provision_keys(store)
     return path
 
 

@@ -4,6 +4,9 @@ Exit-code contract: 0 ok → task success; 2 a compliance gate refused a batch �
 and nothing was published (fix the data or the policy, then clear the task to re-run: re-runs of
 a date are idempotent); 1 any other error → the task fails (retries are safe: a run lock stops a
 second run of the same date, and an interrupted run leaves the tables at their previous version).
+
+Once, before the first night, on the host that holds the key store: `securepipe keys init` (the
+job never creates a master key; without one it exits 1 naming the path it looked at).
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from securepipe.config import KeyStoreConfig
 from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
-from tests.builders import CONF, ROOT
+from tests.builders import CONF, ROOT, provision_keys
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -40,6 +41,7 @@ def _config(tmp: Path, **spark: object) -> Path:
     shutil.copytree(CONF.parent / "gates", tmp / "gates", dirs_exist_ok=True)
     path = tmp / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    provision_keys(KeyStoreConfig.model_validate(doc["keystore"]))
     return path
 
 
@@ -135,3 +137,35 @@ def test_bad_date_exits_1(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "securepipe: error: run date '28/11/2026' is not an ISO date" in proc.stderr
+
+
+def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    master = tmp_path / "secrets" / "master.key"
+    shutil.rmtree(master.parent)  # a key store path that resolves somewhere new
+    securepipe = str(BIN / "securepipe")
+    proc = subprocess.run(
+        [securepipe, "run", "--config", str(cfg), "--date", "2026-11-27"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert (
+        f"securepipe: error: master key file {master} does not exist; run `securepipe keys init`"
+        in proc.stderr
+    )
+    # Refused before anything was made: no new key hierarchy, no lakehouse, no Spark.
+    assert not master.parent.exists()
+    assert not (tmp_path / "lakehouse").exists()
+    assert "SparkContext" not in proc.stderr
+    init = subprocess.run(
+        [securepipe, "keys", "init", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert init.returncode == 0, init.stderr[-2000:]
+    assert master.exists() and master.stat().st_mode & 0o777 == 0o600

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
+from securepipe.crypto.keyring import Keyring
 from securepipe.errors import SecurePipeError
 from securepipe.io.generate import generate_landing
 from securepipe.pipeline import parse_run_date, run_nightly
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     tables = args.tables.split(",") if args.tables else None
     for name in tables or ():
         loaded.cfg.table(name)
+    Keyring(loaded.cfg.keystore)  # no master key: refuse before Spark starts (names the path)
     with spark_session(loaded) as spark:
         for day in dates:
             result = run_nightly(
@@ -53,6 +55,8 @@ def demo(args: argparse.Namespace) -> int:
     """Two synthetic nights, then a re-run of the second: same rows, one more version."""
     loaded = load(args)
     day2 = date.fromisoformat(parse_run_date(args.date))
+    # The demo provisions its own key store (a real deployment runs `securepipe keys init`).
+    Keyring(loaded.cfg.keystore, create=True)
     day1 = day2 - timedelta(days=1)
     for i, day in enumerate((day1, day2)):
         _log.info("generating %d synthetic rows per table for %s", args.rows, day)

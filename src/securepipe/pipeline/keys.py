@@ -46,11 +46,17 @@ def keys_of(table_cfg: TableConfig) -> set[str]:
 
 
 def resolve_keys(cfg: PipelineConfig, tables: Iterable[str]) -> dict[str, KeyHandle]:
-    """Create missing declared keys and return the handles the tables need (driver side).
+    """Create missing declared data keys and return the handles the tables need (driver side).
 
-    Per-subject operators ask for `KEK_SENTINEL`: it maps to the configured subject KEK.
+    The master key (KEK) must exist: it is created by `securepipe keys init` (or `demo`), never
+    here — a key store path that resolves somewhere new must stop the job, not start a second
+    key hierarchy nobody backs up. Per-subject operators ask for `KEK_SENTINEL`: it maps to the
+    configured subject KEK.
+
+    Raises:
+        KeyAccessError: no master key at the configured place (the message names it).
     """
-    keyring = Keyring(cfg.keystore, create=True)
+    keyring = Keyring(cfg.keystore)
     keyring.ensure(cfg.keys)
     needed: set[str] = set()
     for table in tables:

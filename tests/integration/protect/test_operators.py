@@ -22,7 +22,7 @@ from securepipe.pipeline.load import check_pipeline
 from securepipe.pipeline.rotation import reencrypt_table
 from securepipe.protect import protect_columns
 from securepipe.protect.reveal import reveal
-from tests.builders import CONF, load_cfg
+from tests.builders import CONF, load_cfg, provision_keys
 
 pytestmark = pytest.mark.spark
 
@@ -170,6 +170,7 @@ def setup(spark, tmp_path_factory):
     cfg = PipelineConfig.model_validate({**doc, "source_file": "test"})
     check_pipeline(cfg)
     keycache.clear()
+    provision_keys(cfg.keystore)
     keys = resolve_keys(cfg, ["people"])
     schema = ", ".join(f"{c} string" for c in ALL_OPS)
     raw = spark.createDataFrame(ROWS, schema)

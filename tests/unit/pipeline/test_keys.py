@@ -48,3 +48,17 @@ def test_a_key_version_past_the_budget_is_named_in_a_warning(
     assert Keyring(cfg.keystore).record_encryptions({}) == {}
     described = {k["name"]: k for k in Keyring(cfg.keystore).describe()}
     assert described["quarantine"]["encryptions"] == {"1": 12}
+
+
+def test_resolving_keys_never_creates_a_master_key(tmp_path: Path) -> None:
+    """A key store path that resolves somewhere new stops the job; only `keys init` (or the
+    demo) creates a master key, so no second key hierarchy appears unnoticed."""
+    from securepipe.errors import KeyAccessError
+
+    cfg = make_config(tmp_path)
+    master = Path(cfg.keystore.path) / "master.key"
+    master.unlink()  # make_config provisions one, as `keys init` does
+    with pytest.raises(KeyAccessError, match=f"master key file {master} does not exist"):
+        keys.resolve_keys(cfg, ["customers"])
+    assert not master.exists()
+    assert not (Path(cfg.keystore.path) / "keyring.json").exists()

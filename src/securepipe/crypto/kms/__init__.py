@@ -23,7 +23,7 @@ def open_provider(spec: KmsSpec, *, create: bool = False) -> KmsProvider:
 
     Args:
         spec: which provider and where its KEK lives.
-        create: create a missing KEK (driver-side `keys init` and first runs only).
+        create: create a missing KEK (driver-side `keys init` and `demo` only).
 
     Raises:
         KeyAccessError: unknown provider, or the provider refuses to open.
