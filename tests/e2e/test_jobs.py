@@ -169,3 +169,30 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
     )
     assert init.returncode == 0, init.stderr[-2000:]
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_path: Path) -> None:
+    """The README's first command (`make demo` runs `securepipe demo`) on a fresh key store."""
+    cfg = _config(tmp_path)
+    master = tmp_path / "secrets" / "master.key"
+    shutil.rmtree(master.parent)
+    proc = subprocess.run(
+        [
+            *(str(BIN / "securepipe"), "demo", "--config", str(cfg)),
+            *("--rows", "200", "--date", "2026-11-28"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert master.exists() and master.stat().st_mode & 0o777 == 0o600
+    assert "created a NEW local master key" in proc.stderr
+    for label in ("night 1: 2026-11-27", "night 2: 2026-11-28", "re-run of night 2: 2026-11-28"):
+        assert f"=== {label} ===" in proc.stdout
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(tmp_path / "lakehouse" / "tables" / "customers"))
+    dates = table.to_pyarrow_table(columns=["run_date"]).column("run_date").to_pylist()
+    assert sorted({str(d) for d in dates}) == ["2026-11-27", "2026-11-28"]
