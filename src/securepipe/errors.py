@@ -15,6 +15,7 @@ __all__ = [
     "PolicyError",
     "ProtectionError",
     "PublishError",
+    "RiskGateFailed",
     "SchemaDriftError",
     "SecurePipeError",
     "SourceError",
@@ -81,3 +82,8 @@ class GateFailed(SecurePipeError):
     def __init__(self, message: str, result: object | None = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class RiskGateFailed(GateFailed):
+    """A role table's re-identification risk is above its policy (`risk:` with `action: fail`):
+    that role table is not written, the rest of the run is (exit code 2)."""

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +25,7 @@ from securepipe.protect.registry import get_operator, mask_names, operator_for, 
 __all__ = [
     "AccessPolicy",
     "ColumnTreatment",
+    "RiskPolicy",
     "RolePolicy",
     "TablePolicy",
     "load_access_policy",
@@ -38,11 +39,29 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RiskPolicy(_Model):
+    """Re-identification risk of a role table (`securepipe.access.risk`): the columns an
+    attacker could link to other data (quasi-identifiers), the attributes that must not be
+    learnt by singling someone out (sensitive), the targets and what to do when they are missed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    quasi_identifiers: list[str] = Field(min_length=1)
+    sensitive: list[str] = Field(default_factory=list)
+    k: int = Field(ge=2, description="smallest equivalence class allowed (k-anonymity)")
+    l_diversity: int | None = Field(
+        default=None, ge=2, alias="l", description="distinct sensitive values per class"
+    )
+    action: Literal["fail", "suppress", "warn"] = "fail"
+
+
 class TablePolicy(_Model):
     """What a role sees of one table."""
 
     rows: str = Field(default="false", description="Spark SQL predicate; :name = role attribute")
     columns: dict[str, str] = Field(default_factory=dict)
+    risk: RiskPolicy | None = None
 
 
 class RolePolicy(_Model):
@@ -211,6 +230,45 @@ def _check_role(name: str, role: RolePolicy, cfg: PipelineConfig, where: str) ->
                     mask.validate(treatment.mask_params, col_cfg, cfg.keys)
                 except ValueError as exc:
                     raise PolicyError(f"{cat}: {exc}") from None
+        if tpol.risk is not None:
+            _check_risk(tpol, table_cfg, f"{at}, risk")
+
+
+def _check_risk(tpol: TablePolicy, table_cfg: TableConfig, where: str) -> None:
+    """Quasi-identifiers and sensitive attributes must be columns the role sees, stored in a
+    form where equal values compare equal (clear, a mask, a deterministic token): a decrypted
+    column is a direct identifier, and random ciphertexts would make every class look unique
+    and every value look diverse."""
+    risk = tpol.risk
+    assert risk is not None
+    seen: set[str] = set()
+    for group, names in (
+        ("quasi-identifier", risk.quasi_identifiers),
+        ("sensitive", risk.sensitive),
+    ):
+        for column in names:
+            cat = f"{where}: {group} column {column!r}"
+            if column in seen:
+                raise PolicyError(f"{cat} is listed twice")
+            seen.add(column)
+            col_cfg = table_cfg.columns.get(column)
+            if col_cfg is None:
+                raise PolicyError(f"{cat}: unknown column")
+            kind = parse_treatment(tpol.columns.get(column, "hidden")).kind
+            if kind == "hidden":
+                raise PolicyError(f"{cat}: the role does not see it")
+            if kind == "decrypt":
+                raise PolicyError(
+                    f"{cat}: the role decrypts it (a direct identifier, stored as random "
+                    "ciphertext); declare masked, tokenized or clear columns"
+                )
+            if kind == "token" and not operator_for(col_cfg).joinable:
+                raise PolicyError(
+                    f"{cat}: its tokens differ per subject (op {col_cfg.protect.op!r}), so equal "
+                    "values cannot be grouped"
+                )
+    if risk.l_diversity is not None and not risk.sensitive:
+        raise PolicyError(f"{where}: l needs at least one sensitive column")
 
 
 def load_access_policy(folder: str | Path, cfg: PipelineConfig) -> AccessPolicy:

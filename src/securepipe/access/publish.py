@@ -35,12 +35,20 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 from sqlglot import exp
 
-from securepipe.access.policy import AccessPolicy
+from securepipe.access.policy import AccessPolicy, RiskPolicy
+from securepipe.access.risk import (
+    assess,
+    measured_columns,
+    size_unit,
+    violating,
+    without_classes,
+)
 from securepipe.access.views import role_columns, role_filter, role_view
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.errors import GateFailed
+from securepipe.errors import GateFailed, RiskGateFailed
 from securepipe.io.delta import (
+    commit_metadata,
     commits_since,
     compliance_record,
     current_version,
@@ -62,6 +70,7 @@ __all__ = [
     "PUBLISH_KIND",
     "PublishedLog",
     "RoleSync",
+    "RoleTables",
     "check_role_view",
     "plan_role_sync",
     "publish_role_tables",
@@ -148,7 +157,7 @@ def view_fingerprint(
     treatments, its bound row filter, the declared columns of the table and the current versions
     of the keys its `decrypt` columns are under. A different fingerprint rebuilds the table."""
     table_cfg = cfg.table(table)
-    payload = {
+    payload: dict[str, Any] = {
         "columns": {c: t.label() for c, t in role_columns(policy, role, table).items()},
         "rows": role_filter(policy, role, table),
         "table": {
@@ -160,6 +169,11 @@ def view_fingerprint(
             for k in _decrypt_keys(cfg, policy, role, table)
         },
     }
+    risk = _risk(policy, role, table)
+    if risk is not None:
+        # What is suppressed depends on it; absent, fingerprints stay as they were before risk
+        # policies existed (no rebuild of every role table on upgrade).
+        payload["risk"] = risk.model_dump(mode="json")
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -266,6 +280,11 @@ def plan_role_sync(
     )
 
 
+def _risk(policy: AccessPolicy, role: str, table: str) -> RiskPolicy | None:
+    tpol = policy.role(role).tables.get(table)
+    return tpol.risk if tpol is not None else None
+
+
 def _write(
     spark: SparkSession,
     cfg: PipelineConfig,
@@ -275,37 +294,131 @@ def _write(
     keys: Mapping[str, KeyHandle],
     plan: RoleSync,
     record: dict[str, Any],
-) -> tuple[str, int]:
+) -> tuple[str, int, dict[str, Any] | None]:
     """Write the role's rows of the planned dates (all of them for `full`) from the published
-    table at `plan.source_version`, gated. Returns what was done and the table's version."""
+    table at `plan.source_version`, gated (and, with a risk policy, measured and acted on).
+    Returns what was done, the table's version and the risk figures."""
     layout = Layout.of(cfg)
-    source = (
+    path = layout.access(role, table)
+    published = (
         spark.read.format("delta")
         .option("versionAsOf", plan.source_version)
         .load(layout.table(table))
     )
-    if plan.mode == "incremental":
-        source = source.where(_on_dates(plan.run_dates))
-    # With masks the view is persisted: the gate's aggregation and the write then read it once
-    # (masks reveal values with UDFs; recomputing would decrypt every masked value twice).
-    view = role_view(source, cfg, policy, role, table, keys)
-    masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
-    if masked:
-        view = view.persist()
+    risk = _risk(policy, role, table)
+    cached: list[DataFrame] = []
     try:
+        dates, figures, small = plan.run_dates, None, None
+        if risk is not None:
+            figures, small, extra = _measure_risk(
+                spark, cfg, policy, role, table, keys, plan, published, cached
+            )
+            dates = tuple(sorted({*dates, *extra}))
+            record = {**record, "risk": figures, "run_dates": list(dates)}
+        source = published if plan.mode == "full" else published.where(_on_dates(dates))
+        # With masks or a risk measure the view is persisted: the gate's aggregation and the
+        # write then read it once (masks reveal values with UDFs; recomputing would decrypt
+        # every masked value again).
+        view = role_view(source, cfg, policy, role, table, keys)
+        if small is not None:
+            view = without_classes(view, small, risk)  # type: ignore[arg-type]
+        masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
+        if masked or small is not None:
+            view = view.persist()
+            cached.append(view)
         gate = check_role_view(view, cfg, policy, role, table)
         record = {**record, "gate": gate}
-        path = layout.access(role, table)
         if plan.mode == "full":
             commit = overwrite_table(
                 view, path, record, partition_by=PARTITION_COLUMN, overwrite_schema=True
             )
-            return "full rebuild", commit.version
-        commit = write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
-        return f"{len(plan.run_dates)} partition(s)", commit.version
+            return "full rebuild", commit.version, figures
+        if not dates:
+            return "nothing to write", current_version(spark, path), figures
+        commit = write_partitions(view, path, PARTITION_COLUMN, dates, record)
+        return f"{len(dates)} partition(s)", commit.version, figures
     finally:
-        if masked:
-            view.unpersist()
+        for df in cached:
+            df.unpersist()
+
+
+def _signature(rows: DataFrame, columns: list[str]) -> DataFrame:
+    """Per date: the rows and a sum of their hashes (which rows a date holds, in one number)."""
+    digest = F.xxhash64(*[c for c in columns if c != PARTITION_COLUMN]).cast("decimal(38,0)")
+    return rows.groupBy(PARTITION_COLUMN).agg(
+        F.count(F.lit(1)).alias("n"), F.sum(digest).alias("digest")
+    )
+
+
+def _measure_risk(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+    plan: RoleSync,
+    published: DataFrame,
+    cached: list[DataFrame],
+) -> tuple[dict[str, Any], DataFrame | None, tuple[str, ...]]:
+    """Measure the re-identification risk of everything the role would see of the published
+    table (every date, through its view: row filter and masks; only the measured columns are
+    computed) and act as its policy says: `fail` raises, `warn` logs, `suppress` leaves out
+    every row of a class below the policy. Suppression follows the classes as they grow and
+    shrink: a stored date whose rows differ from what it should now hold (a class that reached
+    k brings rows back, one that shrank after a re-run or an erasure takes them out) is
+    rewritten too.
+
+    Returns:
+        The figures (counts only), the classes to leave out (`suppress`, else None) and the
+        stored dates to rewrite besides the planned ones.
+
+    Raises:
+        RiskGateFailed: `action: fail` and a class below the policy (nothing written).
+    """
+    risk = _risk(policy, role, table)
+    assert risk is not None
+    unit = size_unit(cfg, policy, role, table)
+    columns = [*measured_columns(risk, unit), PARTITION_COLUMN]
+    seen = role_view(published, cfg, policy, role, table, keys).select(*columns).persist()
+    cached.append(seen)
+    figures, classes = assess(seen, risk, unit)
+    measured, where = figures["measured"], f"role {role!r}, table {table!r}"
+    below = f"k={risk.k}" + (f" or l={risk.l_diversity}" if risk.l_diversity else "")
+    summary = (
+        f"{where}: re-identification risk above the policy: k={measured['k']} "
+        f"(target {risk.k}); {measured['rows_violating']} of {measured['rows']} rows in "
+        f"{measured['classes_violating']} classes below {below}"
+    )
+    extra = {"event": "risk", "role": role, "table": table, "action": risk.action}
+    if not figures["passed"] and risk.action == "fail":
+        raise RiskGateFailed(f"{summary}; the role table is left as it was (action: fail)")
+    if risk.action != "suppress":
+        if not figures["passed"]:
+            _log.warning("%s; written anyway (action: warn)", summary, extra=extra)
+        return figures, None, ()
+    small = classes.where(violating(risk)).select(*risk.quasi_identifiers).persist()
+    cached.append(small)
+    dates: tuple[str, ...] = ()
+    if plan.mode == "incremental" and plan.role_version >= 0:
+        path = Layout.of(cfg).access(role, table)
+        stored = spark.read.format("delta").load(path).select(*columns)
+        if plan.run_dates:
+            stored = stored.where(~_on_dates(plan.run_dates))
+            others = seen.where(~_on_dates(plan.run_dates))
+        else:
+            others = seen
+        want = _signature(without_classes(others, small, risk), columns).alias("w")
+        have = _signature(stored, columns).alias("h")
+        same = F.col("w.n").eqNullSafe(F.col("h.n")) & F.col("w.digest").eqNullSafe(
+            F.col("h.digest")
+        )
+        changed = want.join(have, PARTITION_COLUMN, "full_outer").where(~same)
+        dates = tuple(sorted(str(r[0]) for r in changed.select(PARTITION_COLUMN).collect()))
+    figures.update(suppressed_rows=measured["rows_violating"], rewritten_dates=list(dates))
+    if not figures["passed"]:
+        _log.warning("%s; those rows suppressed (action: suppress)", summary, extra=extra)
+    return figures, small, dates
 
 
 def _delete_erased(
@@ -389,12 +502,15 @@ def sync_role_table(
         **state,
         **({"reason": plan.reason} if plan.reason else {}),
     )
-    before, version, deleted = plan.role_version, plan.role_version, 0
+    risk = _risk(policy, role, table)
+    version, deleted, claimed, figures = plan.role_version, 0, False, None
+    pending: tuple[str, ...] = ()  # dates holding erased subjects until they are rewritten
     if plan.erased_dates:
         if _deletable(cfg, policy, role, table):
             # The last commit of the sync states the new source version; a delete followed by
-            # partition writes must not claim it before they are done.
-            last = not plan.run_dates
+            # partition writes (or a risk measure, which may rewrite dates) must not claim it
+            # before they are done.
+            last = not plan.run_dates and risk is None
             delete_record = (
                 record
                 if last
@@ -405,8 +521,10 @@ def sync_role_table(
             )
             delete_record = {**delete_record, "erased_dates": list(plan.erased_dates)}
             deleted = _delete_erased(spark, cfg, policy, role, table, keys, plan, delete_record)
-            version = current_version(spark, path)
+            prior, version = version, current_version(spark, path)
+            claimed = last and version != prior
         else:
+            pending = plan.erased_dates
             plan = replace(
                 plan,
                 run_dates=tuple(sorted({*plan.run_dates, *plan.erased_dates})),
@@ -414,14 +532,40 @@ def sync_role_table(
             )
             record["run_dates"] = list(plan.run_dates)
     done = "erased rows deleted"
-    if plan.mode == "full" or plan.run_dates:
-        done, version = _write(spark, cfg, policy, role, table, keys, plan, record)
-    if version == before:
+    if plan.mode == "full" or plan.run_dates or (risk is not None and plan.erased_dates):
+        prior = version
+        try:
+            done, version, figures = _write(spark, cfg, policy, role, table, keys, plan, record)
+        except RiskGateFailed:
+            if pending:
+                # An erasure is never held back by a risk refusal: the dates that still hold
+                # erased subjects leave the role table until a sync that passes rewrites them.
+                drop = {**record, "kind": "access-erasure", "erased_dates": list(pending)}
+                drop = {k: v for k, v in drop.items() if k not in ("view", "source_version")}
+                with commit_metadata(spark, drop):
+                    DeltaTable.forPath(spark, path).delete(_on_dates(pending))
+            raise
+        claimed = version != prior
+    if not claimed:
         # Nothing to write (no row of the role on those dates, no erased row): Delta records no
         # empty commit, but the state must move on, or later nights would redo these dates.
         version = record_commit(spark, path, record).version
-        done = "nothing to write"
-    return replace(plan, details={"done": done, "rows_deleted": deleted, "version": version})
+        done = "erased rows deleted" if deleted else "nothing to write"
+    details = {"done": done, "rows_deleted": deleted, "version": version}
+    if figures is not None:
+        details["risk"] = figures
+    return replace(plan, details=details)
+
+
+@dataclass
+class RoleTables:
+    """What the access stage did for one table: the version of each role table, the risk
+    figures of those written under a risk policy, and the roles refused by their risk gate
+    (role → message; their tables were left as they were)."""
+
+    versions: dict[str, int] = field(default_factory=dict)
+    risk: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def publish_role_tables(
@@ -431,19 +575,17 @@ def publish_role_tables(
     table: str,
     run_id: str,
     keys: Mapping[str, KeyHandle],
-) -> dict[str, int]:
+) -> RoleTables:
     """Bring every role's copy of `table` up to the published table (see the module doc).
 
     When another run wrote the same role table first (overlapping nightly runs of different
-    dates), the sync is planned again from the newest versions.
-
-    Returns:
-        The version of each role table.
+    dates), the sync is planned again from the newest versions. A role refused by its risk
+    gate (`RiskGateFailed`) is reported in the result; the other roles are still written.
 
     Raises:
-        GateFailed: a role's output failed its gate (nothing written for that role).
+        GateFailed: a role's output failed its access gate (nothing written for that role).
     """
-    versions: dict[str, int] = {}
+    done = RoleTables()
     shared = PublishedLog(spark, Layout.of(cfg).table(table))  # one read for all the roles
 
     def sync(role: str, unread: list[PublishedLog]) -> RoleSync:
@@ -457,13 +599,21 @@ def publish_role_tables(
             continue
         # GateFailed (a SecurePipeError) propagates as is; Delta conflicts are retried.
         what = f"writing role table {role!r}/{table!r}"
-        plan = retry_concurrent(partial(sync, role, [shared]), what)
-        versions[role] = int(plan.details["version"])
+        try:
+            plan = retry_concurrent(partial(sync, role, [shared]), what)
+        except RiskGateFailed as exc:
+            done.refused[role] = str(exc)
+            done.versions[role] = current_version(spark, Layout.of(cfg).access(role, table))
+            _log.error("access: %s", exc, extra={"event": "access", "role": role, "table": table})
+            continue
+        done.versions[role] = int(plan.details["version"])
+        if "risk" in plan.details:
+            done.risk[role] = plan.details["risk"]
         _log.info(
             "access: role %s, table %s -> version %d (%s%s)",
             role,
             table,
-            versions[role],
+            done.versions[role],
             plan.details.get("done", "up to date"),
             f": {plan.reason}" if plan.reason else "",
             extra={
@@ -471,7 +621,7 @@ def publish_role_tables(
                 "role": role,
                 "table": table,
                 "sync": plan.mode,
-                "version": versions[role],
+                "version": done.versions[role],
             },
         )
-    return versions
+    return done

@@ -18,6 +18,8 @@ __all__ = [
     "keys_lines",
     "matrix_html",
     "matrix_lines",
+    "risk_line",
+    "risk_lines",
     "row_json",
     "run_summary",
     "verify_lines",
@@ -39,12 +41,33 @@ def run_summary(result: RunResult, cfg: PipelineConfig) -> str:
     for t in result.tables:
         out.append(f"  {t.table:<14} {t.table_path}   (quarantine: {t.quarantine_path})")
         for role, version in t.access.items():
-            out.append(f"  {'':<14} role {role}: access/{role}/{t.table} version {version}")
+            line = f"  {'':<14} role {role}: access/{role}/{t.table} version {version}"
+            if role in t.access_refused:
+                line += "  NOT WRITTEN: re-identification risk above its policy"
+            elif role in t.risk:
+                line += "  " + risk_line(t.risk[role])
+            out.append(line)
     out.append(f"  report         {result.report_path}")
     out.append(
         f"  key store      {cfg.keystore.path} (master key: keep it safe, never in the lakehouse)"
     )
     return "\n".join(out)
+
+
+def risk_line(figures: Mapping[str, Any]) -> str:
+    """One role table's risk figures in a few words: k and l against their targets, and what
+    was suppressed."""
+    m = figures.get("kept") or figures["measured"]
+    text = f"k={m['k'] if m['k'] is not None else '-'} (target {figures['k_target']})"
+    for column, value in (m.get("l") or {}).items():
+        text += f", l({column})={value if value is not None else '-'}"
+    if figures.get("l_target"):
+        text += f" (target {figures['l_target']})"
+    if figures.get("suppressed_rows"):
+        text += f", {figures['suppressed_rows']} rows suppressed"
+    elif not figures.get("passed", True):
+        text += f", BELOW TARGET ({figures['action']})"
+    return text
 
 
 def keys_lines(keyring: Keyring) -> list[str]:
@@ -70,8 +93,29 @@ def matrix_lines(rows: list[dict[str, Any]], roles: list[str]) -> list[str]:
     return lines
 
 
-def matrix_html(rows: list[dict[str, Any]], roles: list[str], version: str) -> str:
-    """The access matrix as a standalone HTML page (every cell escaped)."""
+def risk_lines(targets: list[dict[str, Any]]) -> list[str]:
+    """The re-identification risk policy of each role table (k, l, action, columns)."""
+    if not targets:
+        return []
+    lines = ["", "re-identification risk (per role table):"]
+    for t in targets:
+        lines.append(
+            f"  {t['role']}/{t['table']}: k>={t['k']}"
+            + (f", l>={t['l']}" if t["l"] else "")
+            + f", action {t['action']}; quasi-identifiers {', '.join(t['quasi_identifiers'])}"
+            + (f"; sensitive {', '.join(t['sensitive'])}" if t["sensitive"] else "")
+        )
+    return lines
+
+
+def matrix_html(
+    rows: list[dict[str, Any]],
+    roles: list[str],
+    version: str,
+    targets: list[dict[str, Any]] | None = None,
+) -> str:
+    """The access matrix as a standalone HTML page (every cell escaped), with the
+    re-identification risk policy of each role table."""
     head = "".join(f"<th>{html.escape(r)}</th>" for r in roles)
     body = "".join(
         f"<tr><td>{html.escape(str(r['table']))}</td><td>{html.escape(str(r['column']))}</td>"
@@ -86,6 +130,24 @@ def matrix_html(rows: list[dict[str, Any]], roles: list[str], version: str) -> s
         "<style>body{font-family:sans-serif}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
         f"</style><h1>Who sees what</h1><p>policy version {html.escape(version)}; — = hidden</p>"
         f"<table><tr><th>table</th><th>column</th><th>class</th><th>protection</th>{head}</tr>"
+        f"{body}</table>{_risk_table(targets or [])}"
+    )
+
+
+def _risk_table(targets: list[dict[str, Any]]) -> str:
+    e = html.escape
+    if not targets:
+        return ""
+    body = "".join(
+        f"<tr><td>{e(t['role'])}</td><td>{e(t['table'])}</td><td>{t['k']}</td>"
+        f"<td>{t['l'] or '—'}</td><td>{e(t['action'])}</td>"
+        f"<td>{e(', '.join(t['quasi_identifiers']))}</td>"
+        f"<td>{e(', '.join(t['sensitive'])) or '—'}</td></tr>"
+        for t in targets
+    )
+    return (
+        "<h2>Re-identification risk</h2><table><tr><th>role</th><th>table</th><th>k</th>"
+        "<th>l</th><th>action</th><th>quasi-identifiers</th><th>sensitive</th></tr>"
         f"{body}</table>"
     )
 

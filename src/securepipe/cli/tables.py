@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from securepipe.access.risk import risk_targets
 from securepipe.access.views import matrix, read_as
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
@@ -75,12 +76,13 @@ def access(args: argparse.Namespace) -> int:
     if loaded.policy is None:
         raise SecurePipeError(f"no access policy folder next to {loaded.cfg.source_file}")
     rows, roles = matrix(loaded.cfg, loaded.policy), list(loaded.policy.roles)
-    print("\n".join(render.matrix_lines(rows, roles)))
+    targets = risk_targets(loaded.policy)
+    print("\n".join(render.matrix_lines(rows, roles) + render.risk_lines(targets)))
     out = args.html or f"{Layout.of(loaded.cfg).reports}/access-matrix.html"
     if "://" not in out:
         version = loaded.policy.version()
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(render.matrix_html(rows, roles, version), encoding="utf-8")
+        Path(out).write_text(render.matrix_html(rows, roles, version, targets), encoding="utf-8")
         print(f"\nwritten: {out} (policy version {version})")
     return 0
 

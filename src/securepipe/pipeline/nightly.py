@@ -72,6 +72,8 @@ class TableResult:
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     access: dict[str, int] = field(default_factory=dict)
+    risk: dict[str, dict[str, Any]] = field(default_factory=dict)  # role → figures (counts)
+    access_refused: dict[str, str] = field(default_factory=dict)  # role → risk gate message
     rows_erased: int = 0
     encryptions: dict[str, int] = field(default_factory=dict)
 
@@ -124,8 +126,9 @@ class RunResult:
 
     @property
     def status(self) -> str:
-        """`ok`, or `gate_failed` if any table's gate refused its batch."""
-        failed = any(t.status == TableStatus.GATE_FAILED for t in self.tables)
+        """`ok`, or `gate_failed` if any table's gate refused its batch or any role table's
+        risk gate refused it."""
+        failed = any(t.status == TableStatus.GATE_FAILED or t.access_refused for t in self.tables)
         return TableStatus.GATE_FAILED.value if failed else "ok"
 
     def as_dict(self) -> dict[str, object]:
@@ -263,16 +266,20 @@ def _error_class(exc: BaseException) -> str:
 
 def _raise_if_refused(result: RunResult) -> None:
     failed = [t for t in result.tables if t.status == TableStatus.GATE_FAILED]
-    if not failed:
+    refused = [m for t in result.tables for m in t.access_refused.values()]
+    if not failed and not refused:
         return
-    message = "; ".join(
-        f"table {t.table!r}: {', '.join(t.gate['failures'])} ({t.rows_read} rows read, 0 published)"
-        for t in failed
-    )
-    raise GateFailed(
-        f"gate failed, nothing published for it: {message}; report {result.report_path}",
-        result=result,
-    )
+    parts = []
+    if failed:
+        message = "; ".join(
+            f"table {t.table!r}: {', '.join(t.gate['failures'])} "
+            f"({t.rows_read} rows read, 0 published)"
+            for t in failed
+        )
+        parts.append(f"gate failed, nothing published for it: {message}")
+    if refused:
+        parts.append("role tables not written: " + "; ".join(refused))
+    raise GateFailed("; ".join(parts) + f"; report {result.report_path}", result=result)
 
 
 def _run_tables(
@@ -293,7 +300,9 @@ def _run_tables(
             # Also for a skipped date: the role tables catch up with any change since their
             # last sync (a policy edit, an erasure); when nothing changed this reads two logs.
             with timed(name, "access", table_result.stages):
-                table_result.access = publish_role_tables(spark, cfg, policy, name, run_id, keys)
+                roles = publish_role_tables(spark, cfg, policy, name, run_id, keys)
+            table_result.access, table_result.risk = roles.versions, roles.risk
+            table_result.access_refused = roles.refused
     count_encryptions(cfg, kept_encryptions(results))
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())
@@ -341,6 +350,8 @@ def _audit(
                 "version": t.table_version,
                 "quarantine_version": t.quarantine_version,
                 "access": t.access,
+                "access_refused": sorted(t.access_refused),
+                "risk": t.risk,
                 "gate": {
                     "passed": t.gate.get("passed"),
                     "failures": t.gate.get("failures", []),

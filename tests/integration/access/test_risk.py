@@ -1,0 +1,299 @@
+"""Re-identification risk of role tables: k-anonymity and l-diversity measured on what each role
+sees, acted on as its policy says (suppress, fail, warn), and reported without a value."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from delta.tables import DeltaTable
+
+from securepipe.access.policy import load_access_policy
+from securepipe.errors import ConfigError, GateFailed, RiskGateFailed
+from securepipe.io.generate import generate_landing
+from securepipe.layout import Layout
+from securepipe.pipeline import run_nightly
+from tests.builders import load_cfg, loaded, write_config
+
+pytestmark = pytest.mark.spark
+DAY1, DAY2 = "2026-09-01", "2026-09-02"
+PLANTED_COUNTRY = "ZQ"  # a country no generated row has: its class holds one subject
+K, L = 5, 2
+
+_COLUMNS = {
+    "customer_id": "clear",
+    "country": "clear",
+    "region": "clear",
+    "signup_ts": "mask:year",
+    "balance": "mask:bucket:1000",
+}
+
+
+def _role(action: str, qis: list[str], k: int = K) -> dict[str, Any]:
+    return {
+        "tables": {
+            "customers": {
+                "rows": "region = 'EU'",
+                "columns": dict(_COLUMNS),
+                "risk": {
+                    "quasi_identifiers": qis,
+                    "sensitive": ["balance"],
+                    "k": k,
+                    "l": L,
+                    "action": action,
+                },
+            }
+        }
+    }
+
+
+def _policy(folder: Path, fail_qis: list[str]) -> None:
+    roles = {
+        "watch": _role("warn", ["country", "signup_ts"]),
+        "suppressed": _role("suppress", ["country", "signup_ts"]),
+        "coarse": _role("fail", ["region"]),  # generalises enough: passes
+        "strict": _role("fail", fail_qis),
+    }
+    (folder / "roles.yaml").write_text(yaml.safe_dump({"roles": roles}))
+
+
+def _plant(landing: Path, day: str) -> str:
+    """Give the first EU customer of the day's batch a country nobody else has."""
+    path = landing / "customers" / day / "part-0000.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    head = rows[0]
+    i = next(
+        n
+        for n, r in enumerate(rows[1:], start=1)
+        if r[head.index("region")] == "EU" and r[head.index("customer_id")]
+    )
+    rows[i][head.index("country")] = PLANTED_COUNTRY
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    return rows[i][head.index("customer_id")]
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def env(spark, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("risk")
+    path = write_config(tmp)
+    access = path.parent / "access"
+    _policy(access, fail_qis=["region"])
+    cfg, policy = loaded(path)
+    generate_landing(cfg.landing, DAY1, rows=300, seed=31)
+    generate_landing(cfg.landing, DAY2, rows=300, seed=32)
+    planted = _plant(Path(cfg.landing), DAY1)
+    caplog = logging.getLogger("securepipe")
+    records: list[logging.LogRecord] = []
+    handler = _Keep(records)
+    caplog.addHandler(handler)
+    try:
+        first = run_nightly(spark, cfg, DAY1, tables=["customers"], policy=policy)
+        # Night 2 under a policy whose `strict` role no longer generalises: refused.
+        _policy(access, fail_qis=["country", "signup_ts"])
+        strict_policy = load_access_policy(access, cfg)
+        strict_before = DeltaTable.forPath(spark, Layout.of(cfg).access("strict", "customers"))
+        strict_version = int(strict_before.history(1).collect()[0]["version"])
+        with pytest.raises(GateFailed) as refused:
+            run_nightly(spark, cfg, DAY2, tables=["customers"], policy=strict_policy)
+    finally:
+        caplog.removeHandler(handler)
+    return {
+        "cfg": cfg,
+        "path": path,
+        "first": first,
+        "refused": refused.value,
+        "strict_version": strict_version,
+        "planted": planted,
+        "logs": records,
+    }
+
+
+def _role_rows(spark, cfg, role: str) -> pd.DataFrame:
+    return spark.read.format("delta").load(Layout.of(cfg).access(role, "customers")).toPandas()
+
+
+def _pandas_figures(df: pd.DataFrame, qis: list[str]) -> dict[str, Any]:
+    """The same figures the straightforward way."""
+    classes = df.groupby(qis, dropna=False).agg(
+        size=("customer_id", "nunique"), rows=("customer_id", "size"), l=("balance", "nunique")
+    )
+    below = classes[classes["size"] < K]
+    return {
+        "rows": len(df),
+        "classes": len(classes),
+        "k": int(classes["size"].min()),
+        "l": {"balance": int(classes["l"].min())},
+        "classes_below_k": len(below),
+        "rows_below_k": int(below["rows"].sum()),
+        "rows_violating": int(classes[(classes["size"] < K) | (classes["l"] < L)]["rows"].sum()),
+        "prosecutor_risk_max": round(1 / classes["size"].min(), 6),
+        "prosecutor_risk_avg": round(float((classes["rows"] / classes["size"]).sum() / len(df)), 6),
+    }
+
+
+def test_figures_agree_with_a_pandas_computation(env, spark) -> None:
+    figures = env["refused"].result.tables[0].risk["watch"]  # night 2: both dates
+    df = _role_rows(spark, env["cfg"], "watch")  # warn: every row of the role is there
+    expected = _pandas_figures(df, ["country", "signup_ts"])
+    measured = figures["measured"]
+    assert {k: measured[k] for k in expected} == expected
+    assert figures["unit"] == "subjects" and not figures["passed"]
+    assert sum(b["classes"] for b in measured["histogram"]) == expected["classes"]
+    assert sum(b["rows"] for b in measured["histogram"]) == expected["rows"]
+    sizes = df.groupby(["country", "signup_ts"])["customer_id"].nunique()
+    assert measured["histogram"][0] == {
+        "size": "1",
+        "classes": int((sizes == 1).sum()),
+        "rows": int(df.groupby(["country", "signup_ts"]).size()[sizes == 1].sum()),
+    }
+
+
+def test_a_planted_unique_combination_is_found_and_suppressed(env, spark) -> None:
+    cfg, planted = env["cfg"], env["planted"]
+    watch = _role_rows(spark, cfg, "watch")
+    assert (watch["country"] == PLANTED_COUNTRY).sum() == 1  # warn writes it, and says so
+    kept = _role_rows(spark, cfg, "suppressed")
+    assert planted not in set(kept["customer_id"])
+    assert PLANTED_COUNTRY not in set(kept["country"])
+    figures = env["refused"].result.tables[0].risk["suppressed"]
+    expected = _pandas_figures(watch, ["country", "signup_ts"])
+    assert figures["suppressed_rows"] == expected["rows_violating"] == len(watch) - len(kept)
+    # Classes are judged over both nights: a night-1 row whose class reached k with night 2's
+    # rows is back (its date rewritten), not suppressed for ever.
+    assert figures["rewritten_dates"] == [DAY1]
+    night1_kept = env["first"].tables[0].risk["suppressed"]["kept"]["rows"]
+    assert (kept["run_date"].astype(str) == DAY1).sum() > night1_kept
+    # What is left meets the policy: every class has K subjects and L balance buckets.
+    classes = kept.groupby(["country", "signup_ts"]).agg(
+        size=("customer_id", "nunique"), l=("balance", "nunique")
+    )
+    assert len(kept) > 0 and classes["size"].min() >= K and classes["l"].min() >= L
+    assert figures["kept"]["k"] == int(classes["size"].min())
+    assert figures["kept"]["rows"] == len(kept)
+
+
+def test_a_policy_that_generalises_enough_passes(env, spark) -> None:
+    figures = env["first"].tables[0].risk["coarse"]
+    assert figures["passed"] and figures["measured"]["k"] >= K
+    coarse = _role_rows(spark, env["cfg"], "coarse")
+    assert len(coarse) == len(_role_rows(spark, env["cfg"], "watch"))  # nothing held back
+
+
+def test_fail_leaves_the_role_table_as_it_was_and_the_rest_is_published(env, spark) -> None:
+    cfg, exc = env["cfg"], env["refused"]
+    assert isinstance(exc, GateFailed) and exc.exit_code == 2
+    assert "role 'strict', table 'customers'" in str(exc) and "k=1 (target 5)" in str(exc)
+    result: Any = exc.result
+    table = result.tables[0]
+    assert result.status == "gate_failed" and set(table.access_refused) == {"strict"}
+    strict = DeltaTable.forPath(spark, Layout.of(cfg).access("strict", "customers"))
+    assert int(strict.history(1).collect()[0]["version"]) == env["strict_version"]
+    dates = {str(d) for d in _role_rows(spark, cfg, "strict")["run_date"]}
+    assert dates == {DAY1}  # night 2 never reached it
+    # The published table and the other roles have night 2.
+    for role in ("watch", "suppressed", "coarse"):
+        assert {str(d) for d in _role_rows(spark, cfg, role)["run_date"]} == {DAY1, DAY2}
+    published = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
+    assert {str(r[0]) for r in published.select("run_date").distinct().collect()} == {DAY1, DAY2}
+
+
+def test_a_class_that_grows_on_a_later_night_is_measured_over_the_whole_table(env, spark) -> None:
+    # Night 2 added rows to night 1's classes: the figures cover both dates, not tonight's only.
+    table = env["refused"].result.tables[0]
+    watch = _role_rows(spark, env["cfg"], "watch")
+    assert table.risk["watch"]["measured"]["rows"] == len(watch)
+    assert {str(d) for d in watch["run_date"]} == {DAY1, DAY2}
+    kept = _role_rows(spark, env["cfg"], "suppressed")
+    classes = kept.groupby(["country", "signup_ts"])["customer_id"].nunique()
+    assert classes.min() >= K
+
+
+def test_no_quasi_identifier_value_in_reports_records_audit_or_logs(env, spark) -> None:
+    cfg, planted = env["cfg"], env["planted"]
+    lakehouse = Path(cfg.lakehouse)
+    texts = [p.read_text() for p in (lakehouse / "reports").rglob("*.*") if p.is_file()]
+    for role in ("watch", "suppressed", "coarse", "strict"):
+        history = DeltaTable.forPath(spark, Layout.of(cfg).access(role, "customers")).history()
+        texts += [r["userMetadata"] or "" for r in history.select("userMetadata").collect()]
+    audit = spark.read.format("delta").load(Layout.of(cfg).audit).toPandas()
+    texts += [json.dumps(r, default=str) for r in audit.to_dict("records")]
+    texts += [r.getMessage() for r in env["logs"]]
+    texts.append(str(env["refused"]))
+    html = [t for t in texts if "<svg" in t]
+    assert html, "no class-size histogram in the HTML report"
+    assert any("Re-identification risk" in t and "role suppressed" in t for t in html)
+    watch = _role_rows(spark, cfg, "watch")
+    years = {str(y) for y in watch["signup_ts"]}
+    for text in texts:
+        assert not re.search(rf"\b{PLANTED_COUNTRY}\b", text)
+        assert planted not in text
+        # No class is named anywhere (a masked year as a JSON string or an HTML cell).
+        for year in years:
+            assert f'"{year}"' not in text and f">{year}<" not in text
+
+
+@pytest.mark.parametrize(
+    ("risk", "message"),
+    [
+        ({"quasi_identifiers": ["nope"], "k": 5}, "quasi-identifier column 'nope': unknown column"),
+        (
+            {"quasi_identifiers": ["city"], "k": 5},
+            "quasi-identifier column 'city': the role does not see it",
+        ),
+        ({"quasi_identifiers": ["country"], "k": 1}, "greater than or equal to 2"),
+        (
+            {"quasi_identifiers": ["full_name"], "k": 5},
+            "quasi-identifier column 'full_name': the role decrypts it",
+        ),
+        (
+            {"quasi_identifiers": ["email"], "k": 5},
+            "quasi-identifier column 'email': its tokens differ per subject",
+        ),
+        ({"quasi_identifiers": ["country"], "k": 5, "l": 2}, "l needs at least one sensitive"),
+        (
+            {"quasi_identifiers": ["country"], "sensitive": ["country"], "k": 5},
+            "sensitive column 'country' is listed twice",
+        ),
+        ({"quasi_identifiers": ["country"], "k": 5, "action": "hide"}, "action"),
+    ],
+)
+def test_bad_risk_policies_are_refused_before_spark_starts(tmp_path, risk, message) -> None:
+    table = {
+        "rows": "true",
+        "columns": {
+            "customer_id": "clear",
+            "country": "clear",
+            "full_name": "decrypt",
+            "email": "token",
+        },
+        "risk": risk,
+    }
+    path = write_config(tmp_path)
+    doc = {"roles": {"r": {"keys": ["subject_kek"], "tables": {"customers": table}}}}
+    (path.parent / "access" / "roles.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_access_policy(path.parent / "access", load_cfg(path))
+    assert message in str(err.value)
+    assert "role 'r'" in str(err.value)
+
+
+def test_risk_gate_failed_is_a_gate_failure() -> None:
+    assert issubclass(RiskGateFailed, GateFailed) and RiskGateFailed("x").exit_code == 2
