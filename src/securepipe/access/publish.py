@@ -38,6 +38,7 @@ from sqlglot import exp
 from securepipe.access.policy import AccessPolicy, RiskPolicy
 from securepipe.access.risk import (
     assess,
+    class_stats,
     measured_columns,
     size_unit,
     violating,
@@ -74,6 +75,7 @@ __all__ = [
     "check_role_view",
     "plan_role_sync",
     "publish_role_tables",
+    "rebuilt_rows",
     "view_fingerprint",
 ]
 
@@ -340,6 +342,25 @@ def _write(
     finally:
         for df in cached:
             df.unpersist()
+
+
+def rebuilt_rows(
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    keys: Mapping[str, KeyHandle],
+    published: DataFrame,
+) -> DataFrame:
+    """What a full rebuild of the role table from `published` holds: the role's view, less the
+    classes its risk policy suppresses (pure; what every incremental sync must equal)."""
+    view = role_view(published, cfg, policy, role, table, keys)
+    risk = _risk(policy, role, table)
+    if risk is None or risk.action != "suppress":
+        return view
+    unit = size_unit(cfg, policy, role, table)
+    classes = class_stats(view.select(*measured_columns(risk, unit)), risk, unit)
+    return without_classes(view, classes.where(violating(risk)), risk)
 
 
 def _signature(rows: DataFrame, columns: list[str]) -> DataFrame:

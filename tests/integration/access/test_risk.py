@@ -16,10 +16,11 @@ import yaml
 from delta.tables import DeltaTable
 
 from securepipe.access.policy import load_access_policy
+from securepipe.access.publish import rebuilt_rows
 from securepipe.errors import ConfigError, GateFailed, RiskGateFailed
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
-from securepipe.pipeline import run_nightly
+from securepipe.pipeline import resolve_keys, run_nightly
 from tests.builders import load_cfg, loaded, write_config
 
 pytestmark = pytest.mark.spark
@@ -117,6 +118,7 @@ def env(spark, tmp_path_factory):
         caplog.removeHandler(handler)
     return {
         "cfg": cfg,
+        "policy": strict_policy,
         "path": path,
         "first": first,
         "refused": refused.value,
@@ -124,6 +126,18 @@ def env(spark, tmp_path_factory):
         "planted": planted,
         "logs": records,
     }
+
+
+def _equal_to_a_full_rebuild(spark, cfg, policy, role: str) -> bool:
+    keys = resolve_keys(cfg, ["customers"])
+    published = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
+    expected = rebuilt_rows(cfg, policy, role, "customers", keys, published)
+    stored = spark.read.format("delta").load(Layout.of(cfg).access(role, "customers"))
+    rows = [
+        sorted(tuple(str(v) for v in r) for r in df.select(*expected.columns).collect())
+        for df in (expected, stored)
+    ]
+    return rows[0] == rows[1]
 
 
 def _role_rows(spark, cfg, role: str) -> pd.DataFrame:
@@ -181,6 +195,8 @@ def test_a_planted_unique_combination_is_found_and_suppressed(env, spark) -> Non
     assert figures["rewritten_dates"] == [DAY1]
     night1_kept = env["first"].tables[0].risk["suppressed"]["kept"]["rows"]
     assert (kept["run_date"].astype(str) == DAY1).sum() > night1_kept
+    # Night 2 synced incrementally, and holds what a full rebuild would.
+    assert _equal_to_a_full_rebuild(spark, cfg, env["policy"], "suppressed")
     # What is left meets the policy: every class has K subjects and L balance buckets.
     classes = kept.groupby(["country", "signup_ts"]).agg(
         size=("customer_id", "nunique"), l=("balance", "nunique")
@@ -297,3 +313,24 @@ def test_bad_risk_policies_are_refused_before_spark_starts(tmp_path, risk, messa
 
 def test_risk_gate_failed_is_a_gate_failure() -> None:
     assert issubclass(RiskGateFailed, GateFailed) and RiskGateFailed("x").exit_code == 2
+
+
+def test_a_rerun_that_shrinks_classes_takes_rows_of_other_dates_out(env, spark) -> None:
+    """Runs last (it replaces night 2): re-running a date with fewer rows shrinks classes that
+    night 1's rows are in; those rows leave the suppressed role table (their date rewritten)."""
+    cfg, access = env["cfg"], env["path"].parent / "access"
+    _policy(access, fail_qis=["region"])
+    policy = load_access_policy(access, cfg)
+    generate_landing(cfg.landing, DAY2, rows=40, seed=33)
+    rerun = run_nightly(spark, cfg, DAY2, tables=["customers"], policy=policy)
+    figures = rerun.tables[0].risk["suppressed"]
+    assert DAY1 in figures["rewritten_dates"]
+    watch, kept = _role_rows(spark, cfg, "watch"), _role_rows(spark, cfg, "suppressed")
+    sizes = watch.groupby(["country", "signup_ts"]).agg(
+        size=("customer_id", "nunique"), l=("balance", "nunique")
+    )
+    passing = sizes[(sizes["size"] >= K) & (sizes["l"] >= L)].index
+    expected = watch.set_index(["country", "signup_ts"]).index.isin(passing)
+    assert len(kept) == int(expected.sum()) == figures["kept"]["rows"]
+    assert kept.groupby(["country", "signup_ts"])["customer_id"].nunique().min() >= K
+    assert _equal_to_a_full_rebuild(spark, cfg, policy, "suppressed")
