@@ -259,6 +259,13 @@ class SparkSettings(_Model):
     ui_enabled: bool = True
     shuffle_partitions: int = Field(default=8, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
+    allow_insecure: list[
+        Literal["spark.authenticate", "spark.network.crypto.enabled", "spark.io.encryption.enabled"]
+    ] = Field(
+        default_factory=list,
+        description="hardened settings a submission may turn off (spark-submit --conf X=false); "
+        "any other submission that turns one off is refused",
+    )
 
 
 class ErasureConfig(_Model):

@@ -23,11 +23,13 @@ from securepipe.jars import MAVEN_COORDINATES, S3_PACKAGES, local_jars
 __all__ = [
     "AUTH_SECRET_ENV",
     "AUTH_SECRET_FILE_ENV",
+    "HARDENED",
     "REDACTION_REGEX",
     "S3A_DEFAULTS",
     "SECURE_DEFAULTS",
     "configure_builder",
     "is_object_store",
+    "submitted_conf",
     "submitted_file",
     "under_spark_submit",
 ]
@@ -55,6 +57,11 @@ SECURE_DEFAULTS: dict[str, str] = {
     # Stage progress bars interleave with our logs; progress is reported by securepipe itself.
     "spark.ui.showConsoleProgress": "false",
 }
+
+
+# Settings that keep plaintext and keys off the wire and off local disks. A submission may set
+# them (`--conf`), but turning one off is refused unless `spark.allow_insecure` names it.
+HARDENED = ("spark.authenticate", "spark.network.crypto.enabled", "spark.io.encryption.enabled")
 
 
 # An `s3a://` lakehouse: credentials come from the environment of each JVM (or, on EC2/EKS, the
@@ -104,6 +111,26 @@ def submitted_file(name: str) -> Path | None:
     return None
 
 
+def submitted_conf() -> dict[str, str]:
+    """The Spark settings the submitter gave (`spark-submit --conf`, `--name`, `--jars`, a
+    properties file or the cluster's spark-defaults.conf), read from the running JVM; empty when
+    not under `spark-submit`. An application name that is only spark-submit's default (the
+    script's file name) does not count as given."""
+    if not under_spark_submit():
+        return {}
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM; starts nothing
+    jvm: Any = SparkContext._jvm
+    props = jvm.java.lang.System.getProperties()
+    given = {
+        str(name): str(props.getProperty(name))
+        for name in props.stringPropertyNames()
+        if str(name).startswith("spark.")
+    }
+    if given.get("spark.app.name") == Path(sys.argv[0]).name:
+        del given["spark.app.name"]
+    return given
+
+
 def is_object_store(location: str) -> bool:
     """True for an `s3a://` location (the object store securepipe supports)."""
     return location.startswith("s3a://")
@@ -132,6 +159,12 @@ def configure_builder(
 ) -> SparkSession.Builder:
     """Add Delta Lake, the jars and securepipe's secure defaults to a session builder.
 
+    Under `spark-submit`, a setting the submitter gave (`--conf`, `--name`, a properties file)
+    wins over securepipe's default and over the configuration file's `spark:` section; only the
+    hardened settings (`HARDENED`) cannot be turned off that way, unless the configuration's
+    `spark.allow_insecure` names them. The submitter's `spark.redaction.regex` is extended with
+    securepipe's, not replaced.
+
     Args:
         builder: a `SparkSession.builder` (possibly already configured by the caller).
         settings: the typed `spark:` section of the pipeline configuration.
@@ -142,7 +175,8 @@ def configure_builder(
 
     Raises:
         ConfigError: `jars: local` and the jars folder lacks a jar; storage credentials in the
-            `spark.conf` section; an unreadable Spark secret file.
+            `spark.conf` section; an unreadable Spark secret file; a submission that turns off a
+            hardened setting.
     """
     for key in settings.conf:
         if _CREDENTIAL_KEY.search(key):
@@ -151,46 +185,57 @@ def configure_builder(
                 "set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or use an "
                 "instance role"
             )
+    given = submitted_conf()
+    for key in HARDENED:
+        if given.get(key, "").strip().lower() == "false" and key not in settings.allow_insecure:
+            raise ConfigError(
+                f"the submission sets {key}=false, which securepipe keeps on (plaintext and keys "
+                "would cross the network or reach local disks unprotected); remove that --conf, "
+                f"or list {key!r} under spark.allow_insecure in the configuration to accept it"
+            )
+    options: dict[str, str] = {}
     s3 = lakehouse is not None and is_object_store(lakehouse)
     if settings.master and not under_spark_submit():
         # Under spark-submit its --master governs; the file's master is for `securepipe run`.
         builder = builder.master(settings.master)
         if settings.master.startswith("local"):
             # A local run serves nothing to the network: bind the driver to loopback.
-            builder = builder.config("spark.driver.bindAddress", "127.0.0.1")
-            builder = builder.config("spark.driver.host", "127.0.0.1")
+            options["spark.driver.bindAddress"] = "127.0.0.1"
+            options["spark.driver.host"] = "127.0.0.1"
             # Even on loopback, other local users could reach the driver's RPC and block ports:
             # authenticate (Spark generates a per-application secret in local mode) and encrypt,
             # which also keeps I/O encryption keys off the (loopback) wire.
-            builder = builder.config("spark.authenticate", "true")
-            builder = builder.config("spark.network.crypto.enabled", "true")
-    builder = builder.appName(settings.app_name)
-    for key, value in SECURE_DEFAULTS.items():
-        builder = builder.config(key, value)
-    builder = builder.config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
-    builder = builder.config("spark.ui.enabled", str(settings.ui_enabled).lower())
+            options["spark.authenticate"] = "true"
+            options["spark.network.crypto.enabled"] = "true"
+    options["spark.app.name"] = settings.app_name
+    options.update(SECURE_DEFAULTS)
+    if "spark.redaction.regex" in given:
+        options["spark.redaction.regex"] = f"{given['spark.redaction.regex']}|{REDACTION_REGEX}"
+        del given["spark.redaction.regex"]
+    options["spark.sql.shuffle.partitions"] = str(settings.shuffle_partitions)
+    options["spark.ui.enabled"] = str(settings.ui_enabled).lower()
     # Python workers must use this interpreter (the venv's): the system python3 lacks pandas,
     # pyarrow and cryptography.
-    python = os.environ.get("PYSPARK_PYTHON", sys.executable)
-    builder = builder.config("spark.pyspark.python", python)
+    options["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
     if settings.jars == "local":
         try:
             jars = local_jars(settings.jars_dir, s3=s3)
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from None
-        builder = builder.config("spark.jars", ",".join(str(p.resolve()) for p in jars))
+        options["spark.jars"] = ",".join(str(p.resolve()) for p in jars)
     elif settings.jars == "packages":
         packages = MAVEN_COORDINATES + (S3_PACKAGES if s3 else ())
-        builder = builder.config("spark.jars.packages", ",".join(packages))
-        builder = builder.config("spark.jars.ivy", str(Path(settings.ivy_dir).resolve()))
+        options["spark.jars.packages"] = ",".join(packages)
+        options["spark.jars.ivy"] = str(Path(settings.ivy_dir).resolve())
     if s3:
-        for key, value in S3A_DEFAULTS.items():
-            builder = builder.config(key, value)
+        options.update(S3A_DEFAULTS)
     secret = _auth_secret()
     if secret is not None:
         # Redacted by spark.redaction.regex ("secret") in the UI, logs and event logs.
-        builder = builder.config("spark.authenticate", "true")
-        builder = builder.config("spark.authenticate.secret", secret)
-    for key, value in settings.conf.items():
-        builder = builder.config(key, value)
+        options["spark.authenticate"] = "true"
+        options["spark.authenticate.secret"] = secret
+    options.update(settings.conf)
+    for key, value in options.items():
+        if key not in given:  # the submitter's setting stands
+            builder = builder.config(key, value)
     return builder

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +102,63 @@ def test_spark_submit_nightly_publishes_and_exits_0(tmp_path: Path) -> None:
             assert base64.b64encode(key).decode() not in output
 
 
+def test_spark_submit_settings_win_but_cannot_turn_hardening_off(tmp_path: Path) -> None:
+    """A platform's `--conf` / `--name` (its event log, shuffle partitions, application name)
+    beat securepipe's defaults and the file's settings; `--conf spark.io.encryption.enabled=false`
+    is refused before anything is read or written."""
+    cfg = _config(tmp_path, jars="provided", master=None)
+    generate_landing(tmp_path / "landing", "2026-11-27", rows=50)
+    jars = ",".join(str(p) for p in local_jars(ROOT / ".cache" / "jars"))
+    events = tmp_path / "events"
+    events.mkdir()
+
+    def submit(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(str(BIN / "spark-submit"), "--master", "local[2]", "--jars", jars),
+                *options,
+                str(ROOT / "jobs" / "nightly.py"),
+                *("--config", str(cfg), "--date", "2026-11-27", "--tables", "customers"),
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=300,
+            cwd=tmp_path,
+        )
+
+    refused = submit("--conf", "spark.io.encryption.enabled=false")
+    # spark-submit's PythonRunner merges the driver's stderr into its stdout.
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1, output[-3000:]
+    assert "securepipe: error: the submission sets spark.io.encryption.enabled=false" in output
+    assert "spark.allow_insecure" in output
+    assert not (tmp_path / "lakehouse" / "tables").exists()
+
+    proc = submit(
+        *("--name", "platform-nightly", "--conf", "spark.sql.shuffle.partitions=3"),
+        *("--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}"),
+        *("--conf", "spark.eventLog.compress=false", "--conf", "spark.ui.enabled=false"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The platform's event log was not switched off (a file, or a rolling log's folder of them).
+    logs = [p for p in events.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert logs, list(events.rglob("*"))
+    props: dict[str, str] = {}
+    for line in "\n".join(p.read_text() for p in logs).splitlines():
+        if not line.startswith("{"):
+            continue  # a rolling log's empty status file
+        event = json.loads(line)
+        if event.get("Event") == "SparkListenerEnvironmentUpdate":
+            given = event["Spark Properties"]
+            props = dict(given) if isinstance(given, list) else given
+    assert props["spark.app.name"] == "platform-nightly"
+    assert props["spark.sql.shuffle.partitions"] == "3"  # the file says 2
+    # What the submitter left unset still gets securepipe's hardened defaults.
+    assert props["spark.io.encryption.enabled"] == "true"
+    assert props["spark.sql.session.timeZone"] == "UTC"
+
+
 def test_bad_config_exits_1_with_one_line_naming_the_file(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     doc = yaml.safe_load(cfg.read_text())
@@ -141,6 +200,7 @@ def test_bad_date_exits_1(tmp_path: Path) -> None:
 
 def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
+    shutil.copytree(CONF.parent / "access", tmp_path / "access")  # the shipped policy
     master = tmp_path / "secrets" / "master.key"
     shutil.rmtree(master.parent)  # a key store path that resolves somewhere new
     securepipe = str(BIN / "securepipe")
@@ -174,6 +234,7 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
 def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_path: Path) -> None:
     """The README's first command (`make demo` runs `securepipe demo`) on a fresh key store."""
     cfg = _config(tmp_path)
+    shutil.copytree(CONF.parent / "access", tmp_path / "access")  # the shipped policy
     master = tmp_path / "secrets" / "master.key"
     shutil.rmtree(master.parent)
     proc = subprocess.run(
@@ -191,6 +252,14 @@ def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_pa
     assert "created a NEW local master key" in proc.stderr
     for label in ("night 1: 2026-11-27", "night 2: 2026-11-28", "re-run of night 2: 2026-11-28"):
         assert f"=== {label} ===" in proc.stdout
+    # The analyst's table is published with its k and l (the shipped risk policy).
+    assert re.search(
+        r"role analyst: access/analyst/customers version \d+  k=[\d-]+ \(target 5\), "
+        r"l\(balance\)=[\d-]+ \(target 2\)",
+        proc.stdout,
+    ), proc.stdout[-3000:]
+    pages = sorted((tmp_path / "lakehouse" / "reports" / "2026-11-28").glob("*.html"))
+    assert pages and all("role analyst" in p.read_text() and "<svg" in p.read_text() for p in pages)
     from deltalake import DeltaTable
 
     table = DeltaTable(str(tmp_path / "lakehouse" / "tables" / "customers"))

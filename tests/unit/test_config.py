@@ -245,6 +245,49 @@ def test_spark_secret_comes_from_the_environment_or_a_file(tmp_path, monkeypatch
     assert "spark.authenticate" not in configure_builder(SparkSession.Builder(), cluster)._options
 
 
+def test_a_submitters_settings_win_but_cannot_turn_hardening_off(monkeypatch) -> None:
+    """Under spark-submit, `--conf` / `--name` / spark-defaults beat securepipe's defaults and the
+    file's `spark.conf`; turning off a hardened setting is refused unless allowed."""
+    from pyspark.sql import SparkSession
+
+    import securepipe.spark as sp
+    from securepipe.config import SparkSettings
+    from securepipe.errors import ConfigError
+
+    monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET", raising=False)
+    monkeypatch.delenv("SECUREPIPE_SPARK_AUTH_SECRET_FILE", raising=False)
+    given = {
+        "spark.sql.shuffle.partitions": "7",
+        "spark.eventLog.enabled": "true",
+        "spark.app.name": "platform-nightly",
+        "spark.sql.catalog.spark_catalog": "org.example.Catalog",
+        "spark.redaction.regex": "(?i)internal",
+        "spark.io.encryption.enabled": "true",
+    }
+    monkeypatch.setattr(sp, "submitted_conf", lambda: dict(given))
+    settings = SparkSettings(jars="provided", conf={"spark.eventLog.enabled": "false"})
+    options = sp.configure_builder(SparkSession.Builder(), settings)._options
+    for key in ("spark.sql.shuffle.partitions", "spark.eventLog.enabled", "spark.app.name"):
+        assert key not in options, key  # the submitter's value stands (also over spark.conf)
+    assert "spark.sql.catalog.spark_catalog" not in options
+    assert options["spark.redaction.regex"] == f"(?i)internal|{sp.REDACTION_REGEX}"
+    assert options["spark.sql.session.timeZone"] == "UTC"  # what the submitter left unset
+
+    given["spark.io.encryption.enabled"] = "false"
+    with pytest.raises(
+        ConfigError, match=r"sets spark\.io\.encryption\.enabled=false.*allow_insecure"
+    ):
+        sp.configure_builder(SparkSession.Builder(), settings)
+    allowed = SparkSettings(jars="provided", allow_insecure=["spark.io.encryption.enabled"])
+    options = sp.configure_builder(SparkSession.Builder(), allowed)._options
+    assert "spark.io.encryption.enabled" not in options
+    given["spark.network.crypto.enabled"] = "FALSE"
+    with pytest.raises(ConfigError, match=r"spark\.network\.crypto\.enabled=false"):
+        sp.configure_builder(SparkSession.Builder(), allowed)
+    with pytest.raises(ValueError, match="allow_insecure"):
+        SparkSettings(allow_insecure=["spark.ui.enabled"])  # type: ignore[list-item]
+
+
 def test_load_config_checks_types_only_and_the_load_step_checks_operators(tmp_path: Path) -> None:
     """`load_config` is the ground floor (no registry): an unknown operator passes it, and the
     one load step every entry point uses refuses it before Spark starts."""

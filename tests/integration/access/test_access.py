@@ -209,6 +209,9 @@ def test_access_matrix_cli_prints_and_writes_html(env) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"customers\.balance\s+confidential\s+mask:bucket\(width=1000\)", proc.stdout)
     assert "mask:bucket(width=1000)" in out.read_text()
+    # The re-identification risk policy of each role table (k and l), on both.
+    assert "analyst/customers: k>=5, l>=2, action suppress" in proc.stdout
+    assert re.search(r"<td>analyst</td><td>customers</td><td>5</td><td>2</td>", out.read_text())
 
 
 def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
