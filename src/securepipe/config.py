@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -488,4 +489,36 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
     _check_structure(path, cfg)
-    return cfg
+    return _anchored(cfg, path, {k for k, v in overrides.items() if v is not None})
+
+
+def _anchor(value: str, base: Path) -> str:
+    """A local relative path joined to `base`; absolute paths and URIs as they are."""
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return os.path.normpath(base / value)
+
+
+def _anchored(cfg: PipelineConfig, path: Path, overridden: set[str]) -> PipelineConfig:
+    """The configuration with its relative local paths made absolute: those from the file (and
+    the defaults) against the file's folder, so a job finds the same lakehouse and key store
+    whatever directory a scheduler starts it in; those given as overrides (`--lakehouse`,
+    `--landing` on the command line) against the working directory, as a shell user expects."""
+    here, cwd = path.resolve().parent, Path.cwd()
+
+    def base(field: str) -> Path:
+        return cwd if field in overridden else here
+
+    top = {f: _anchor(getattr(cfg, f), base(f)) for f in ("lakehouse", "landing")}
+    if cfg.lock_dir is not None:
+        top["lock_dir"] = _anchor(cfg.lock_dir, base("lock_dir"))
+    keystore = cfg.keystore.model_copy(
+        update={"path": _anchor(cfg.keystore.path, base("keystore"))}
+    )
+    spark = cfg.spark.model_copy(
+        update={
+            "jars_dir": _anchor(cfg.spark.jars_dir, base("spark")),
+            "ivy_dir": _anchor(cfg.spark.ivy_dir, base("spark")),
+        }
+    )
+    return cfg.model_copy(update={**top, "keystore": keystore, "spark": spark})

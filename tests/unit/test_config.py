@@ -299,3 +299,33 @@ def test_load_config_checks_types_only_and_the_load_step_checks_operators(tmp_pa
     assert load_config(path).tables["customers"].columns["ssn"].protect.op == "scramble"
     with pytest.raises(ConfigError, match=r"column 'ssn': unknown protection op 'scramble'"):
         load_cfg(path)
+
+
+def test_relative_paths_follow_the_config_file_not_the_working_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A scheduler may start the job anywhere: the file's relative paths (and the defaults) are
+    anchored at its folder; `--lakehouse` / `--landing` given on the command line at the working
+    directory; absolute paths and URIs are left alone."""
+    conf = tmp_path / "deploy" / "conf"
+    shutil.copytree(CONF.parent / "gates", conf / "gates")
+    doc = yaml.safe_load(CONF.read_text())
+    doc["keystore"] = {"provider": "local", "path": "../keys"}
+    doc["spark"]["ivy_dir"] = "/opt/ivy"
+    doc["lock_dir"] = "locks"
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(doc))
+    elsewhere = tmp_path / "worker-cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config("../deploy/conf/pipeline.yaml")
+    deploy = tmp_path / "deploy"
+    assert cfg.lakehouse == str(deploy / "lakehouse")  # the shipped ../lakehouse
+    assert cfg.landing == str(deploy / "landing")
+    assert cfg.keystore.path == str(deploy / "keys")
+    assert cfg.lock_dir == str(conf / "locks")
+    assert cfg.spark.jars_dir == str(deploy / ".cache" / "jars")
+    assert cfg.spark.ivy_dir == "/opt/ivy"
+    given = load_config(deploy / "conf" / "pipeline.yaml", lakehouse="lh", landing="s3a://b/land")
+    assert given.lakehouse == str(elsewhere / "lh") and given.landing == "s3a://b/land"
+    # Paths are not part of what a commit records: the fingerprint does not move.
+    assert given.fingerprint() == cfg.fingerprint()
