@@ -13,7 +13,7 @@ PYTEST_XDIST ?= -n auto --dist loadfile
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(VENV))/bin/python
 
-.PHONY: setup jars system-deps demo test unit lint typecheck bench clean dist cluster-test docker-test
+.PHONY: setup jars s3-jars system-deps demo test unit lint typecheck bench clean dist cluster-test docker-test
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,19 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $@
 
 $(JARS_DIR)/.fetched: src/securepipe/jars.py | $(STAMP)
+	$(PY) -m securepipe.jars fetch --dest $(JARS_DIR)
+	touch $@
+
+# hadoop-aws + the AWS SDK bundle (~650 MB): only an s3a:// lakehouse needs them (the tests do).
+$(JARS_DIR)/.fetched-s3: src/securepipe/jars.py | $(STAMP)
 	$(PY) -m securepipe.jars fetch --s3 --dest $(JARS_DIR)
 	touch $@
 
-## setup: virtualenv, package and dev tools, Delta + S3A jars (cached in .cache/jars)
+## setup: virtualenv, package and dev tools, Delta jars (cached in .cache/jars)
 setup: $(STAMP) $(JARS_DIR)/.fetched
 jars: $(JARS_DIR)/.fetched
+## s3-jars: the S3A jars too, for an s3a:// lakehouse
+s3-jars: $(JARS_DIR)/.fetched-s3
 
 ## system-deps: Debian packages the tests use: SoftHSM2 (PKCS#11 tests), docker-compose (compose
 ## file validation); needs root or sudo
@@ -43,8 +50,9 @@ system-deps:
 demo: setup
 	$(VENV)/bin/securepipe demo --rows $(ROWS) --date $(DATE)
 
-## test: the whole suite (unit, integration with local Spark + Delta, e2e with spark-submit)
-test: setup
+## test: the whole suite (unit, integration with local Spark + Delta, e2e with spark-submit);
+## installs what it needs first: the S3A jars, the Debian packages (system-deps)
+test: setup s3-jars system-deps
 	$(VENV)/bin/ruff check src tests jobs bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
