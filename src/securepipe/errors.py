@@ -26,6 +26,9 @@ class SecurePipeError(Exception):
     """Base of every error securepipe raises on purpose (exit code 1 unless said otherwise)."""
 
     exit_code: int = 1
+    # Set by a command that already printed what it has to say about this error (e.g. the
+    # result of a refused run with --json), so the entry point does not print it twice.
+    reported: bool = False
 
 
 class ConfigError(SecurePipeError):

@@ -167,7 +167,8 @@ def test_nightly_on_the_standalone_cluster_publishes(
 
     # It ran on the cluster: the master registered the app and the worker launched an executor.
     master_log = cluster["logs"]["master"].read_text(errors="replace")
-    assert "Registered app securepipe with ID" in master_log  # spark.app_name of the config
+    # The submitter's --name wins over the config's spark.app_name ("securepipe").
+    assert "Registered app securepipe-nightly with ID" in master_log
     assert "Asked to launch executor" in cluster["logs"]["worker"].read_text(errors="replace")
 
     from deltalake import DeltaTable

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from securepipe import __version__
 from securepipe.cli import erasure, keys, ops, run, tables
 from securepipe.cli.session import DEFAULT_CONFIG
 from securepipe.errors import SecurePipeError
@@ -68,6 +69,7 @@ def _setup_logging() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="securepipe", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"securepipe {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (%(default)s)")
     common.add_argument("--lakehouse", help="override the lakehouse root")
@@ -97,12 +99,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SecurePipeError as exc:
         print(f"securepipe: error: {exc}", file=sys.stderr)
+        _json_error(args, exc, exc.exit_code, str(exc))
         return exc.exit_code
     except Exception as exc:
         print(f"securepipe: error: {_unexpected(exc)}", file=sys.stderr)
+        _json_error(args, exc, 1, _unexpected(exc))
         if os.environ.get("SECUREPIPE_DEBUG") == "1":  # developers only: may show values
             raise
         return 1
+
+
+def _json_error(args: argparse.Namespace, exc: BaseException, code: int, message: str) -> None:
+    """With `--json`, a failure is a JSON document on stdout too (unless the command already
+    printed its result, e.g. a run refused by a gate)."""
+    if getattr(args, "json", False) and not getattr(exc, "reported", False):
+        status = "gate_failed" if code == 2 else "error"
+        print(json.dumps({"status": status, "exit_code": code, "error": message}))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from datetime import date, timedelta
 
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
+from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import Keyring
-from securepipe.errors import SecurePipeError
+from securepipe.errors import GateFailed, SecurePipeError
 from securepipe.io.generate import generate_landing
 from securepipe.pipeline import parse_run_date, run_nightly
+from securepipe.pipeline.nightly import RunResult
 
 __all__ = ["register"]
 
@@ -43,12 +45,35 @@ def run(args: argparse.Namespace) -> int:
     Keyring(loaded.cfg.keystore)  # no master key: refuse before Spark starts (names the path)
     with spark_session(loaded) as spark:
         for day in dates:
-            result = run_nightly(
-                spark, loaded.cfg, day, tables=tables, policy=loaded.policy, skip_unchanged=skip
-            )
-            out = json.dumps(result.as_dict(), indent=2, default=str)
-            print(out if args.json else render.run_summary(result, loaded.cfg))
+            try:
+                result = run_nightly(
+                    spark,
+                    loaded.cfg,
+                    day,
+                    tables=tables,
+                    policy=loaded.policy,
+                    skip_unchanged=skip,
+                )
+            except GateFailed as exc:
+                # A refused run still has its counts, verdicts and versions: print them too.
+                if isinstance(exc.result, RunResult):
+                    _print(args, exc.result, loaded.cfg, error=exc)
+                    exc.reported = True
+                raise
+            _print(args, result, loaded.cfg)
     return 0
+
+
+def _print(
+    args: argparse.Namespace, result: RunResult, cfg: PipelineConfig, error: Exception | None = None
+) -> None:
+    if args.json:
+        doc = result.as_dict()
+        if error is not None:
+            doc["error"] = str(error)
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render.run_summary(result, cfg))
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import csv
 import json
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +336,28 @@ def test_a_rerun_that_shrinks_classes_takes_rows_of_other_dates_out(env, spark) 
     assert len(kept) == int(expected.sum()) == figures["kept"]["rows"]
     assert kept.groupby(["country", "signup_ts"])["customer_id"].nunique().min() >= K
     assert _equal_to_a_full_rebuild(spark, cfg, policy, "suppressed")
+
+
+def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env) -> None:
+    """`securepipe run --json` when a role's risk gate refuses: exit 2, and the run's result
+    (the rest published, the role named) on stdout, not nothing."""
+    access = env["path"].parent / "access"
+    _policy(access, fail_qis=["country", "signup_ts"])
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "securepipe"),
+            *("run", "--json", "--config", str(env["path"])),
+            *("--date", DAY2, "--tables", "customers"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "gate_failed"
+    table = doc["tables"][0]
+    assert table["status"] == "published" and list(table["access_refused"]) == ["strict"]
+    assert "role 'strict', table 'customers'" in doc["error"]
+    assert set(table["risk"]) == {"watch", "suppressed", "coarse"}  # the others were written
+    assert "securepipe: error: " in proc.stderr and PLANTED_COUNTRY not in proc.stdout
