@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from securepipe import __version__
-from securepipe.cli import main
+from securepipe.cli import _parser, main
 
 
 def test_version(capsys) -> None:
@@ -32,3 +34,35 @@ def test_json_output_reports_a_failure_too(tmp_path: Path, capsys) -> None:
 def test_without_json_a_failure_prints_nothing_on_stdout(tmp_path: Path, capsys) -> None:
     code = main(["run", "--config", str(tmp_path / "absent.yaml"), "--date", "2026-11-28"])
     assert code == 1 and capsys.readouterr().out == ""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    parser = _parser()
+    commands = _subparsers(parser)
+    assert {"run", "demo", "keys", "erase", "history", "audit", "access"} <= set(commands)
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_help_lists_the_exit_codes_and_the_environment(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and "2  a compliance gate refused" in out
+    named = set(re.findall(r"SECUREPIPE_[A-Z0-9_]+", out))
+    used = set()
+    for path in (Path(__file__).resolve().parents[2] / "src" / "securepipe").rglob("*.py"):
+        used |= set(re.findall(r"SECUREPIPE_[A-Z0-9_]+", path.read_text()))
+    assert used <= named, used - named

@@ -67,8 +67,30 @@ def _setup_logging() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+_EPILOG = """exit codes:
+  0  ok
+  2  a compliance gate refused a batch, or a role table's risk gate refused it
+     (verify-erasure: values of the subjects are still readable)
+  1  any other error (one line on stderr naming the file, table, column or key)
+
+environment:
+  SECUREPIPE_CONFIG                  default for --config (conf/pipeline.yaml)
+  SECUREPIPE_LOG_FORMAT=json         JSON log lines even on a terminal
+  SECUREPIPE_LOCK_WAIT               seconds to wait for a lakehouse or run-date lock
+  SECUREPIPE_SPARK_AUTH_SECRET       the standalone cluster's shared secret (spark.authenticate)
+  SECUREPIPE_SPARK_AUTH_SECRET_FILE  ... or a file holding it
+  SECUREPIPE_PKCS11_PIN              the HSM user PIN (keystore.provider: pkcs11)
+  SECUREPIPE_DEBUG=1                 tracebacks (development only: may show values)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="securepipe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="securepipe",
+        description=__doc__.splitlines()[0],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"securepipe {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (%(default)s)")

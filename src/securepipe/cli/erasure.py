@@ -65,5 +65,5 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         help="prove no past version holds readable values of subjects",
     )
-    p.add_argument("--subjects", required=True)
+    p.add_argument("--subjects", required=True, help="file of subject ids, one per line")
     p.set_defaults(func=verify_command)

@@ -34,7 +34,12 @@ def keys(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add `keys`."""
     p = sub.add_parser("keys", parents=[common], help="manage data keys")
-    p.add_argument("action", choices=["init", "list", "rotate", "rewrap", "destroy", "seal"])
+    p.add_argument(
+        "action",
+        choices=["init", "list", "rotate", "rewrap", "destroy", "seal"],
+        help="init: create the master key and data keys; list; rotate NAME; rewrap --to CONFIG; "
+        "destroy NAME --version N; seal a keyring written before keyrings were sealed",
+    )
     p.add_argument("name", nargs="?", help="key to rotate or destroy")
     p.add_argument("--to", help="rewrap: a config whose keystore: names the new KEK")
     p.add_argument("--version", type=int, help="destroy: the version to destroy")

@@ -48,5 +48,5 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser(
         "reencrypt", parents=[common], help="rewrite a table under the newest key versions"
     )
-    p.add_argument("table")
+    p.add_argument("table", help="a configured table")
     p.set_defaults(func=reencrypt_command)

@@ -90,24 +90,24 @@ def access(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add `show`, `history`, `audit` and `access`."""
     p = sub.add_parser("show", parents=[common], help="rows of a table, now or in the past")
-    p.add_argument("table")
+    p.add_argument("table", help="a configured table")
     p.add_argument("--version", type=int, help="Delta version (time travel)")
     p.add_argument("--as-of", help="timestamp (time travel), e.g. '2026-11-28 23:00:00'")
     p.add_argument("--role", help="read the role's table, decrypting what it is granted")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="rows to print (%(default)s)")
     p.set_defaults(func=show, columns=None)
 
     p = sub.add_parser("history", parents=[common], help="commits and compliance records")
-    p.add_argument("table")
+    p.add_argument("table", help="a configured table")
     p.add_argument("--quarantine", action="store_true", help="the table's quarantine instead")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="newest commits only")
     p.set_defaults(func=history_command)
 
     p = sub.add_parser("audit", parents=[common], help="the run log, newest first")
-    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--limit", type=int, default=30, help="newest runs (%(default)s)")
     p.set_defaults(func=audit)
 
     p = sub.add_parser("access", parents=[common], help="access policies")
-    p.add_argument("action", choices=["matrix"])
+    p.add_argument("action", choices=["matrix"], help="matrix: who sees what, and risk targets")
     p.add_argument("--html", help="where to write the HTML matrix")
     p.set_defaults(func=access)
