@@ -255,3 +255,25 @@ def test_partitions_are_written_as_few_files_and_maintenance_compacts(nights, sp
         # 8 shuffle partitions would give 8 files per date without the sizing.
         assert files and max(r["count"] for r in files) <= most, path
     assert any("compacted" in line for line in nights["maintenance"])
+
+
+def test_a_role_table_an_overlapping_run_brought_further_is_left_alone(nights, spark) -> None:
+    """Two overlapping nights: this one read the published log, then the other committed and
+    synced the role table further. This night's plan must leave the role table alone, not
+    rebuild it from its older read (which would move it back)."""
+    from securepipe.access.publish import PublishedLog, _role_state, plan_role_sync
+
+    layout = nights["layout"]
+    path = layout.access("analyst", "customers")
+    state, version = _role_state(spark, path)
+    assert state is not None
+    ahead = int(state["source_version"])
+    stale = PublishedLog(spark, layout.table("customers"))
+    stale.now = ahead - 1  # what this night read before the other run's commit
+    plan = plan_role_sync(spark, path, stale, state["view"])
+    assert (plan.mode, plan.source_version, plan.role_version) == ("current", ahead, version)
+    # With a fresh read the same table is simply up to date.
+    fresh = plan_role_sync(
+        spark, path, PublishedLog(spark, layout.table("customers")), state["view"]
+    )
+    assert fresh.mode == "current" and fresh.source_version >= ahead
