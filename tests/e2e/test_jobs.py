@@ -56,6 +56,17 @@ def _env() -> dict[str, str]:
     }
 
 
+def _securepipe(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """The `securepipe` command as a user runs it (this venv's), output captured."""
+    return subprocess.run(
+        [str(BIN / "securepipe"), *args],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=timeout,
+    )
+
+
 def test_spark_submit_nightly_publishes_and_exits_0(tmp_path: Path) -> None:
     cfg = _config(tmp_path, jars="provided", master=None)
     generate_landing(tmp_path / "landing", "2026-11-27", rows=100)
@@ -164,13 +175,7 @@ def test_bad_config_exits_1_with_one_line_naming_the_file(tmp_path: Path) -> Non
     doc = yaml.safe_load(cfg.read_text())
     del doc["tables"]["customers"]["columns"]["ssn"]["classification"]
     cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
-    proc = subprocess.run(
-        [str(BIN / "securepipe"), "run", "--config", str(cfg), "--date", "2026-11-27"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-    )
+    proc = _securepipe("run", "--config", str(cfg), "--date", "2026-11-27")
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("securepipe: error:")]
     assert errors == [
@@ -180,20 +185,7 @@ def test_bad_config_exits_1_with_one_line_naming_the_file(tmp_path: Path) -> Non
 
 
 def test_bad_date_exits_1(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            str(BIN / "securepipe"),
-            "run",
-            "--config",
-            str(_config(tmp_path)),
-            "--date",
-            "28/11/2026",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-    )
+    proc = _securepipe("run", "--config", str(_config(tmp_path)), "--date", "28/11/2026")
     assert proc.returncode == 1
     assert "securepipe: error: run date '28/11/2026' is not an ISO date" in proc.stderr
 
@@ -203,14 +195,7 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
     shutil.copytree(CONF.parent / "access", tmp_path / "access")  # the shipped policy
     master = tmp_path / "secrets" / "master.key"
     shutil.rmtree(master.parent)  # a key store path that resolves somewhere new
-    securepipe = str(BIN / "securepipe")
-    proc = subprocess.run(
-        [securepipe, "run", "--config", str(cfg), "--date", "2026-11-27"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-    )
+    proc = _securepipe("run", "--config", str(cfg), "--date", "2026-11-27")
     assert proc.returncode == 1
     assert (
         f"securepipe: error: master key file {master} does not exist; run `securepipe keys init`"
@@ -220,13 +205,7 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
     assert not master.parent.exists()
     assert not (tmp_path / "lakehouse").exists()
     assert "SparkContext" not in proc.stderr
-    init = subprocess.run(
-        [securepipe, "keys", "init", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-    )
+    init = _securepipe("keys", "init", "--config", str(cfg))
     assert init.returncode == 0, init.stderr[-2000:]
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
 
@@ -237,15 +216,8 @@ def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_pa
     shutil.copytree(CONF.parent / "access", tmp_path / "access")  # the shipped policy
     master = tmp_path / "secrets" / "master.key"
     shutil.rmtree(master.parent)
-    proc = subprocess.run(
-        [
-            *(str(BIN / "securepipe"), "demo", "--config", str(cfg)),
-            *("--rows", "200", "--date", "2026-11-28"),
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
+    proc = _securepipe(
+        *("demo", "--config", str(cfg), "--rows", "200", "--date", "2026-11-28"), timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
