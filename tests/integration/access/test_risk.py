@@ -361,3 +361,50 @@ def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env) -> None:
     assert "role 'strict', table 'customers'" in doc["error"]
     assert set(table["risk"]) == {"watch", "suppressed", "coarse"}  # the others were written
     assert "securepipe: error: " in proc.stderr and PLANTED_COUNTRY not in proc.stdout
+
+
+def test_an_erasure_is_not_held_back_by_a_risk_refusal(spark, tmp_path) -> None:
+    """A role that does not see the subject column gets an erasure by rewriting the erased
+    subjects' dates; when the erasure shrinks a class below k and the policy says `fail`, the
+    role table is refused, yet the dates that held the erased subject leave it."""
+    from securepipe.pipeline.erasure import erase_subjects
+
+    path = write_config(tmp_path)
+    access = path.parent / "access"
+
+    def blind(k: int) -> None:  # no subject column: its rows cannot be deleted by subject
+        table = {
+            "rows": "true",
+            "columns": {"country": "clear", "region": "clear", "signup_ts": "mask:year"},
+            "risk": {"quasi_identifiers": ["region"], "k": k, "action": "fail"},
+        }
+        (access / "roles.yaml").write_text(
+            yaml.safe_dump({"roles": {"blind": {"tables": {"customers": table}}}})
+        )
+
+    blind(2)
+    cfg, policy = loaded(path)
+    generate_landing(cfg.landing, DAY1, rows=120, seed=41)
+    first = run_nightly(spark, cfg, DAY1, tables=["customers"], policy=policy)
+    k = first.tables[0].risk["blind"]["measured"]["k"]  # the smallest region's rows
+    assert k >= 2
+    blind(k)  # exactly met: the next sync passes, one row fewer in that region fails
+    policy = load_access_policy(access, cfg)
+    run_nightly(spark, cfg, DAY1, tables=["customers"], policy=policy)
+    role_path = Layout.of(cfg).access("blind", "customers")
+    assert {str(d) for d in _role_rows(spark, cfg, "blind")["run_date"]} == {DAY1}
+    published = spark.read.format("delta").load(Layout.of(cfg).table("customers")).toPandas()
+    sizes = published.groupby("region").size()
+    victim = published[published["region"] == sizes.idxmin()]["customer_id"].iloc[0]
+    before = int(DeltaTable.forPath(spark, role_path).history(1).collect()[0]["version"])
+
+    keys = resolve_keys(cfg, list(cfg.tables))
+    erase_subjects(spark, cfg, [victim], keys, "erase-blind", policy)  # does not raise
+
+    history = DeltaTable.forPath(spark, role_path).history(1).collect()[0]
+    record = json.loads(history["userMetadata"])
+    assert int(history["version"]) == before + 1
+    assert record["kind"] == "access-erasure" and record["erased_dates"] == [DAY1]
+    assert "source_version" not in record  # the role table does not claim to be in step
+    # The date that held the erased subject is gone from the role table until a sync passes.
+    assert _role_rows(spark, cfg, "blind").empty
