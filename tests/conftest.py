@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,8 +123,6 @@ def softhsm(softhsm_token: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> d
 def moto_server() -> Iterator[str]:
     """`moto_server` on 127.0.0.1 (AWS KMS and S3 APIs); stopped at the end of the session."""
     import subprocess
-    import time
-    import urllib.request
 
     port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
@@ -133,16 +132,7 @@ def moto_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 - loopback
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.2)
+    _wait_http(url + "/moto-api/", proc, "moto_server")
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -159,3 +149,79 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     client = boto3.client("kms", region_name="eu-west-1", endpoint_url=moto_server)
     key_id = client.create_key(Description="securepipe test KEK")["KeyMetadata"]["KeyId"]
     return {"endpoint_url": moto_server, "key_id": key_id, "region": "eu-west-1"}
+
+
+def _wait_http(url: str, proc: Any, what: str) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - loopback
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def pushgateway() -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian's `prometheus-pushgateway`) on 127.0.0.1."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("prometheus-pushgateway")
+    if exe is None:
+        pytest.fail("prometheus-pushgateway is not installed: `make system-deps` installs it")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/-/ready", proc, "prometheus-pushgateway")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+class LineageSink:
+    """An OpenLineage HTTP endpoint on 127.0.0.1 that keeps every event it is sent."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        events: list[dict[str, Any]] = []
+        self.events = events
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                events.append({"path": self.path, **json.loads(body)})
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def lineage_sink() -> Iterator[LineageSink]:
+    sink = LineageSink()
+    yield sink
+    sink.close()

@@ -33,6 +33,8 @@ __all__ = [
     "GateConfig",
     "KeyConfig",
     "KeyStoreConfig",
+    "LineageConfig",
+    "MonitoringConfig",
     "PipelineConfig",
     "Pkcs11Config",
     "ProtectSpec",
@@ -296,6 +298,46 @@ class FilesConfig(_Model):
     )
 
 
+class LineageConfig(_Model):
+    """Where OpenLineage run events go: an HTTP endpoint (Marquez, DataHub, ...) or a file of
+    JSON lines. Events hold names, versions, checksums and verdicts, never a value."""
+
+    transport: Literal["http", "file"] = "http"
+    url: str | None = Field(default=None, description="http: the lineage server's base URL")
+    endpoint: str = "api/v1/lineage"
+    path: str | None = Field(default=None, description="file: the JSON-lines file to append to")
+    namespace: str = Field(default="securepipe", description="the job namespace")
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _destination(self) -> LineageConfig:
+        if self.transport == "http" and not self.url:
+            raise ValueError("lineage transport 'http' needs a url")
+        if self.transport == "file" and not self.path:
+            raise ValueError("lineage transport 'file' needs a path")
+        return self
+
+
+class MonitoringConfig(_Model):
+    """Metrics pushed to a Prometheus Pushgateway and written to a textfile, and lineage
+    events. A monitoring system that is down never fails a run: it is logged as a warning."""
+
+    pushgateway: str | None = Field(
+        default=None, description="Pushgateway URL; SECUREPIPE_PUSHGATEWAY overrides it"
+    )
+    metrics_file: str | None = Field(
+        default=None, description="text exposition file for node_exporter's textfile collector"
+    )
+    job: str = Field(default="securepipe", description="the `job` grouping label")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="per push, at most")
+    key_rotation_days: int | None = Field(
+        default=90,
+        ge=1,
+        description="rotation period of rotatable keys (aead, daead), exported for the alert",
+    )
+    lineage: LineageConfig | None = None
+
+
 class PipelineConfig(_Model):
     """The whole validated configuration of a pipeline."""
 
@@ -318,6 +360,7 @@ class PipelineConfig(_Model):
     files: FilesConfig = FilesConfig()
     erasure: ErasureConfig | None = None
     gates: dict[str, GateConfig] = Field(default_factory=dict)
+    monitoring: MonitoringConfig = MonitoringConfig()
     source_file: str = ""
 
     @field_validator("lakehouse", "landing")
@@ -468,7 +511,8 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     Args:
         path: the YAML file (usually `conf/pipeline.yaml`).
         **overrides: top-level values that replace the file's (e.g. `lakehouse="/tmp/lh"`);
-            `None` values are ignored.
+            `None` values are ignored. `SECUREPIPE_PUSHGATEWAY` and `SECUREPIPE_LINEAGE_URL`
+            replace `monitoring.pushgateway` and the lineage destination.
 
     Returns:
         The validated, frozen configuration.
@@ -482,6 +526,7 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw["monitoring"] = _monitoring_from_environment(raw.get("monitoring") or {})
     raw["source_file"] = str(path)
     raw["gates"] = _load_gates(path, raw)
     try:
@@ -490,6 +535,21 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
         raise ConfigError(format_validation_error(path, exc)) from None
     _check_structure(path, cfg)
     return _anchored(cfg, path, {k for k, v in overrides.items() if v is not None})
+
+
+def _monitoring_from_environment(section: dict[str, Any]) -> dict[str, Any]:
+    """`SECUREPIPE_PUSHGATEWAY` and `SECUREPIPE_LINEAGE_URL` (HTTP lineage) over the file's."""
+    out = dict(section)
+    gateway = os.environ.get("SECUREPIPE_PUSHGATEWAY")
+    if gateway:
+        out["pushgateway"] = gateway
+    lineage_url = os.environ.get("SECUREPIPE_LINEAGE_URL")
+    if lineage_url:
+        lineage = dict(out.get("lineage") or {})
+        lineage.update(transport="http", url=lineage_url)
+        lineage.pop("path", None)
+        out["lineage"] = lineage
+    return out
 
 
 def _anchor(value: str, base: Path) -> str:
@@ -521,4 +581,16 @@ def _anchored(cfg: PipelineConfig, path: Path, overridden: set[str]) -> Pipeline
             "ivy_dir": _anchor(cfg.spark.ivy_dir, base("spark")),
         }
     )
-    return cfg.model_copy(update={**top, "keystore": keystore, "spark": spark})
+    monitoring = cfg.monitoring
+    if monitoring.metrics_file is not None:
+        monitoring = monitoring.model_copy(
+            update={"metrics_file": _anchor(monitoring.metrics_file, base("monitoring"))}
+        )
+    if monitoring.lineage is not None and monitoring.lineage.path is not None:
+        lineage = monitoring.lineage.model_copy(
+            update={"path": _anchor(monitoring.lineage.path, base("monitoring"))}
+        )
+        monitoring = monitoring.model_copy(update={"lineage": lineage})
+    return cfg.model_copy(
+        update={**top, "keystore": keystore, "spark": spark, "monitoring": monitoring}
+    )

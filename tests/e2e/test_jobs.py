@@ -9,10 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from securepipe.config import KeyStoreConfig
 from securepipe.io.generate import generate_landing
@@ -56,13 +58,15 @@ def _env() -> dict[str, str]:
     }
 
 
-def _securepipe(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def _securepipe(
+    *args: str, timeout: int = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The `securepipe` command as a user runs it (this venv's), output captured."""
     return subprocess.run(
         [str(BIN / "securepipe"), *args],
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), **(env or {})},
         timeout=timeout,
     )
 
@@ -210,14 +214,21 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
 
 
-def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_path: Path) -> None:
-    """The README's first command (`make demo` runs `securepipe demo`) on a fresh key store."""
+def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(
+    tmp_path: Path, pushgateway: str, lineage_sink
+) -> None:
+    """The README's first command (`make demo` runs `securepipe demo`) on a fresh key store,
+    with a Pushgateway and a lineage server beside it (README "Monitoring")."""
     cfg = _config(tmp_path)
     shutil.copytree(CONF.parent / "access", tmp_path / "access")  # the shipped policy
     master = tmp_path / "secrets" / "master.key"
     shutil.rmtree(master.parent)
+    lineage_sink.events.clear()
     proc = _securepipe(
-        *("demo", "--config", str(cfg), "--rows", "200", "--date", "2026-11-28"), timeout=600
+        *("demo", "--config", str(cfg), "--rows", "200", "--date", "2026-11-28"),
+        *("--metrics-file", str(tmp_path / "securepipe.prom")),
+        timeout=600,
+        env={"SECUREPIPE_PUSHGATEWAY": pushgateway, "SECUREPIPE_LINEAGE_URL": lineage_sink.url},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
@@ -230,6 +241,23 @@ def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(tmp_pa
         r"l\(balance\)=[\d-]+ \(target 2\)",
         proc.stdout,
     ), proc.stdout[-3000:]
+    # Three runs, each in the lineage server (START + COMPLETE) and on the Pushgateway.
+    states = sorted(e["eventType"] for e in lineage_sink.events)
+    assert states == ["COMPLETE"] * 3 + ["START"] * 3, states
+    with urllib.request.urlopen(pushgateway + "/metrics", timeout=10) as response:  # noqa: S310
+        scraped = response.read().decode()
+    textfile = (tmp_path / "securepipe.prom").read_text()
+    for text, job in ((scraped, "securepipe"), (textfile, None)):
+        ok = {
+            s.labels["table"]
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "securepipe_last_run_status"
+            and s.labels["securepipe_last_run_status"] == "ok"
+            and s.value == 1
+            and s.labels.get("job") == job
+        }
+        assert ok == {"customers", "transactions"}, text[-2000:]
     pages = sorted((tmp_path / "lakehouse" / "reports" / "2026-11-28").glob("*.html"))
     assert pages and all("role analyst" in p.read_text() and "<svg" in p.read_text() for p in pages)
     from deltalake import DeltaTable

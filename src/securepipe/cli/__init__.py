@@ -80,6 +80,8 @@ environment:
   SECUREPIPE_SPARK_AUTH_SECRET       the standalone cluster's shared secret (spark.authenticate)
   SECUREPIPE_SPARK_AUTH_SECRET_FILE  ... or a file holding it
   SECUREPIPE_PKCS11_PIN              the HSM user PIN (keystore.provider: pkcs11)
+  SECUREPIPE_PUSHGATEWAY             Prometheus Pushgateway URL (replaces monitoring.pushgateway)
+  SECUREPIPE_LINEAGE_URL             OpenLineage HTTP endpoint's base URL (monitoring.lineage)
   SECUREPIPE_DEBUG=1                 tracebacks (development only: may show values)
 """
 

@@ -19,6 +19,10 @@ from securepipe.pipeline.nightly import RunResult
 __all__ = ["register"]
 
 _log = logging.getLogger("securepipe")
+_METRICS_FILE_HELP = (
+    "write each run's metrics to this file (Prometheus text format, for node_exporter's "
+    "textfile collector); overrides monitoring.metrics_file"
+)
 
 
 def _dates(args: argparse.Namespace) -> tuple[list[str], bool]:
@@ -118,12 +122,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--tables", help="comma-separated subset of tables")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--metrics-file", help=_METRICS_FILE_HELP)
     p.set_defaults(func=run)
 
     yesterday = (date.today() - timedelta(days=1)).isoformat()
     p = sub.add_parser("demo", parents=[common], help="generate a synthetic batch and run it")
     p.add_argument("--date", default=yesterday, help="the second night (default: yesterday)")
     p.add_argument("--rows", type=int, default=10_000, help="rows per table and night")
+    p.add_argument("--metrics-file", help=_METRICS_FILE_HELP)
     p.set_defaults(func=demo)
 
     p = sub.add_parser("generate", help="write a synthetic landing batch")

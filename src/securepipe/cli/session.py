@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -29,12 +30,21 @@ def _config_path(name: str) -> str:
 
 def load(args: argparse.Namespace) -> Loaded:
     """The validated configuration and access policy named by `--config` (with the
-    `--lakehouse` / `--landing` overrides), before Spark starts."""
-    return load_pipeline(
+    `--lakehouse` / `--landing` / `--metrics-file` overrides), before Spark starts."""
+    loaded = load_pipeline(
         _config_path(args.config),
         lakehouse=getattr(args, "lakehouse", None),
         landing=getattr(args, "landing", None),
     )
+    metrics_file = getattr(args, "metrics_file", None)
+    if metrics_file:
+        # Relative to the working directory, as `--lakehouse` is.
+        monitoring = loaded.cfg.monitoring.model_copy(
+            update={"metrics_file": os.path.abspath(metrics_file)}
+        )
+        cfg = loaded.cfg.model_copy(update={"monitoring": monitoring})
+        loaded = dataclasses.replace(loaded, cfg=cfg)
+    return loaded
 
 
 @contextmanager

@@ -37,6 +37,7 @@ __all__ = [
     "KeyHandle",
     "Keyring",
     "kms_spec",
+    "rotatable",
     "rotate_local_master_key",
     "wrap_context",
 ]
@@ -54,6 +55,13 @@ _NOT_ROTATABLE = {
     ),
     "fpe": "format-preserving tokens carry no key version",
 }
+
+
+def rotatable(key_type: str) -> bool:
+    """Whether keys of this type can take a new version (`Keyring.rotate`)."""
+    return key_type not in _NOT_ROTATABLE
+
+
 KEY_LENGTH = {"aead": 32, "hmac": 32, "daead": 64, "fpe": 32}
 
 

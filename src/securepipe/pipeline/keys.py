@@ -27,6 +27,7 @@ __all__ = [
     "count_encryptions",
     "keys_of",
     "resolve_keys",
+    "table_keys",
 ]
 
 # AES-GCM with random 96-bit nonces: NIST SP 800-38D keeps the chance of a repeated nonce below
@@ -73,11 +74,16 @@ def key_versions(
     cfg: PipelineConfig, table_cfg: TableConfig, keys: Mapping[str, KeyHandle]
 ) -> dict[str, int]:
     """The current version of every key a table's commit depends on (recorded in the commit)."""
-    versions = {name: keys[name].current for name in sorted(keys_of(table_cfg))}
+    return {name: keys[name].current for name in table_keys(cfg, table_cfg)}
+
+
+def table_keys(cfg: PipelineConfig, table_cfg: TableConfig) -> list[str]:
+    """Every key a table depends on: its column and quarantine keys, and the subject key store's
+    keys when it has a data subject."""
+    names = keys_of(table_cfg)
     if table_cfg.subject is not None and cfg.erasure is not None:
-        for name in (cfg.erasure.kek, cfg.erasure.index_key):
-            versions[name] = keys[name].current
-    return versions
+        names |= {cfg.erasure.kek, cfg.erasure.index_key}
+    return sorted(names)
 
 
 def generation(keys: Mapping[str, KeyHandle]) -> int:

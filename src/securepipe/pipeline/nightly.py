@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -18,16 +16,13 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
-from securepipe.io.delta import current_version
 from securepipe.io.reports import write_report
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
 from securepipe.pipeline.keys import count_encryptions, resolve_keys
+from securepipe.pipeline.monitor import RunMonitor
+from securepipe.pipeline.results import RunResult, TableResult
 from securepipe.pipeline.stages import (
-    Evaluated,
-    Landing,
-    Prepared,
-    Published,
     TableStatus,
     already_published,
     check,
@@ -50,90 +45,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class TableResult:
-    """What one table's run did."""
-
-    table: str
-    status: TableStatus
-    rows_read: int
-    rows_published: int
-    rows_quarantined: int
-    table_path: str
-    table_version: int
-    quarantine_path: str
-    quarantine_version: int
-    reasons: dict[str, int] = field(default_factory=dict)
-    key_versions: dict[str, int] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)
-    input_files: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)
-    access: dict[str, int] = field(default_factory=dict)
-    risk: dict[str, dict[str, Any]] = field(default_factory=dict)  # role → figures (counts)
-    access_refused: dict[str, str] = field(default_factory=dict)  # role → risk gate message
-    rows_erased: int = 0
-    encryptions: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        spark: SparkSession,
-        cfg: PipelineConfig,
-        landing: Landing,
-        prepared: Prepared | None = None,
-        evaluated: Evaluated | None = None,
-        published: Published | None = None,
-    ) -> TableResult:
-        """The result after the stages that ran (skipped, refused by a gate, or published)."""
-        layout = Layout.of(cfg)
-        tpath, qpath = layout.table(landing.table), layout.quarantine(landing.table)
-        status = TableStatus.SKIPPED
-        if evaluated is not None:
-            status = TableStatus.PUBLISHED if evaluated.passed else TableStatus.GATE_FAILED
-        return cls(
-            table=landing.table,
-            status=status,
-            rows_read=prepared.rows_read if prepared else 0,
-            rows_published=published.table.rows_written if published else 0,
-            rows_quarantined=published.quarantine.rows_written if published else 0,
-            table_path=tpath,
-            table_version=published.table.version if published else current_version(spark, tpath),
-            quarantine_path=qpath,
-            quarantine_version=(
-                published.quarantine.version if published else current_version(spark, qpath)
-            ),
-            reasons=evaluated.reasons if evaluated else {},
-            key_versions=prepared.key_versions if prepared else {},
-            gate=evaluated.verdict.as_record() if evaluated else {},
-            input_files=landing.input_files,
-            rows_erased=prepared.rows_erased if prepared else 0,
-            encryptions=prepared.encryptions if prepared else {},
-        )
-
-
-@dataclass
-class RunResult:
-    """What a nightly run did, for the summary, the exit code, the report and the audit log."""
-
-    run_id: str
-    run_date: str
-    config_hash: str
-    tables: list[TableResult]
-    report_path: str = ""
-
-    @property
-    def status(self) -> str:
-        """`ok`, or `gate_failed` if any table's gate refused its batch or any role table's
-        risk gate refused it."""
-        failed = any(t.status == TableStatus.GATE_FAILED or t.access_refused for t in self.tables)
-        return TableStatus.GATE_FAILED.value if failed else "ok"
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready summary (counts, versions, verdicts; no values)."""
-        return {**asdict(self), "status": self.status}
 
 
 def run_table(
@@ -238,10 +149,13 @@ def run_nightly(
         lakehouse_lock(layout, exclusive=False, what=f"nightly {day}"),
         run_lock(layout.locks, f"nightly-{day}"),
     ):
-        keys = resolve_keys(cfg, names)
         started, results = datetime.now(UTC), list[TableResult]()
         status, message = "error", ""
+        keys: dict[str, KeyHandle] = {}
+        monitor = RunMonitor(cfg, run_id, day, names)
+        monitor.start()
         try:
+            keys = resolve_keys(cfg, names)
             result = _run_tables(
                 spark, cfg, day, names, run_id, keys, policy, skip_unchanged, results
             )
@@ -255,7 +169,11 @@ def run_nightly(
             message = str(exc) if isinstance(exc, SecurePipeError) else _error_class(exc)
             raise
         finally:
-            _audit(spark, cfg, run_id, day, started, status, message, results, keys)
+            try:
+                _audit(spark, cfg, run_id, day, started, status, message, results, keys)
+            finally:
+                # Metrics and lineage of every run, refused or failed included; never raises.
+                monitor.finish(status, message, results, keys)
 
 
 def _error_class(exc: BaseException) -> str:
