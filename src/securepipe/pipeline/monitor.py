@@ -72,7 +72,8 @@ def _key_figures(cfg: PipelineConfig, names: Sequence[str], now: datetime) -> di
         d = described.get(name)
         if d is None:
             continue
-        created = datetime.fromisoformat(d["versions"][d["current"]])
+        created_at = {int(v): c for v, c in d["versions"].items()}  # JSON keys are strings
+        created = datetime.fromisoformat(created_at[int(d["current"])])
         out[name] = KeyFigures(
             name=name,
             version=int(d["current"]),

@@ -14,15 +14,20 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from securepipe.errors import GateFailed
+from securepipe.errors import GateFailed, SecurePipeError
 from securepipe.io.generate import generate_landing
-from securepipe.io.lineage import COMPLIANCE_FACET, compliance_facet_schema, lineage_run_id
+from securepipe.io.lineage import (
+    COMPLIANCE_FACET,
+    compliance_facet_schema,
+    dataset_id,
+    lineage_run_id,
+)
 from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
 from tests.builders import keep_email, load_cfg, write_config
 
 pytestmark = pytest.mark.spark
-DAY1, DAY2 = "2026-10-01", "2026-10-02"
+DAY1, DAY2, DAY3 = "2026-10-01", "2026-10-02", "2026-10-03"
 TABLE = "customers"
 
 
@@ -88,14 +93,22 @@ def runs(spark, tmp_path_factory, pushgateway, lineage_sink) -> dict[str, Any]:
     bad = load_cfg(write_config(tmp, monitored_leaky, access=False))
     with pytest.raises(GateFailed) as refused:
         run_nightly(spark, bad, DAY2, tables=[TABLE])
+    after_refusal = {
+        "gateway": _scrape(pushgateway),
+        "file": metrics_file.read_text(),
+        "events": list(lineage_sink.events),
+    }
+    # A night whose landing files never came: the run stops with an error.
+    with pytest.raises(SecurePipeError) as failed:
+        run_nightly(spark, good, DAY3, tables=[TABLE])
+    assert not isinstance(failed.value, GateFailed)
     return {
         "cfg": good,
         "first": first,
         "after_first": after_first,
         "refused": refused.value.result,
-        "gateway": _scrape(pushgateway),
-        "file": metrics_file.read_text(),
-        "events": list(lineage_sink.events),
+        **after_refusal,
+        "after_error": {"gateway": _scrape(pushgateway), "events": list(lineage_sink.events)},
         "values": _landing_values(good.landing, DAY1) | _landing_values(good.landing, DAY2),
     }
 
@@ -208,7 +221,7 @@ def test_a_published_night_sends_start_and_complete_with_versions_and_checksums(
     complete = events["COMPLETE"]
     inputs = {i["name"]: i for i in complete["inputs"]}
     for f in t.input_files:
-        entry = inputs[f["path"].removeprefix("file:")]
+        entry = inputs[dataset_id(f["path"])[1]]
         assert entry["facets"]["version"]["datasetVersion"] == f"sha256:{f['sha256']}"
     outputs = {o["name"]: o for o in complete["outputs"]}
     layout = Layout.of(runs["cfg"])
@@ -266,3 +279,19 @@ def test_the_compliance_facet_schema_refuses_a_value_where_counts_belong() -> No
     jsonschema.validate(facet, compliance_facet_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**facet, "sample": ["someone@example.com"]}, compliance_facet_schema())
+
+
+def test_a_night_that_stops_with_an_error_shows_up_as_error_and_fail(runs) -> None:
+    m = _samples(runs["after_error"]["gateway"])
+    job = {"job": "securepipe-test", "table": TABLE}
+    assert _value(m, "securepipe_last_run_status", securepipe_last_run_status="error", **job) == 1
+    assert _value(m, "securepipe_last_run_status", securepipe_last_run_status="ok", **job) == 0
+    assert _value(m, "securepipe_last_success_timestamp_seconds", **job) == _value(
+        _samples(runs["after_first"]["gateway"]), "securepipe_last_success_timestamp_seconds", **job
+    )
+    fails = [e for e in runs["after_error"]["events"] if e not in runs["events"]]
+    assert sorted(e["eventType"] for e in fails) == ["FAIL", "START"]
+    fail = next(e for e in fails if e["eventType"] == "FAIL")
+    _well_formed(fail)
+    assert fail["run"]["facets"][COMPLIANCE_FACET]["status"] == "error"
+    assert fail["run"]["facets"]["errorMessage"]["message"]
