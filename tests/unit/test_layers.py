@@ -16,7 +16,7 @@ from securepipe.protect.registry import operator_names
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS = [
-    ("ground", ("errors", "config", "layout", "locks", "jars", "__init__")),
+    ("ground", ("errors", "config", "layout", "locks", "jars", "logs", "__init__")),
     ("crypto", ("crypto",)),
     ("protect", ("protect",)),
     ("io", ("io",)),

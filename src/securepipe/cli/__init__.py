@@ -23,45 +23,19 @@ from securepipe import __version__
 from securepipe.cli import erasure, keys, ops, run, tables
 from securepipe.cli.session import DEFAULT_CONFIG
 from securepipe.errors import SecurePipeError
+from securepipe.logs import ContextFilter, JsonLines, json_logs
 
-__all__ = ["JsonLines", "main"]
-
-_EXTRA = (
-    "event",
-    "table",
-    "stage",
-    "seconds",
-    "rows_read",
-    "rows_rejected",
-    "rows_published",
-    "rows_quarantined",
-    "version",
-    "passed",
-)
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object per log record (for schedulers and log shippers)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as a JSON line, with the stage fields when present."""
-        doc = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        doc.update({k: getattr(record, k) for k in _EXTRA if hasattr(record, k)})
-        return json.dumps(doc, default=str)
+__all__ = ["JsonLines", "main"]  # JsonLines: re-exported from securepipe.logs
 
 
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty() and os.environ.get("SECUREPIPE_LOG_FORMAT") != "json":
+    if json_logs(sys.stderr):
+        handler.setFormatter(JsonLines())
+    else:
         # On a terminal: short progress lines.
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    else:
-        handler.setFormatter(JsonLines())
+    handler.addFilter(ContextFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)

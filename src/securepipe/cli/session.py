@@ -12,11 +12,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from securepipe.logs import json_logs
 from securepipe.pipeline.load import Loaded, load_pipeline
-from securepipe.spark import configure_builder, submitted_file
+from securepipe.spark import configure_builder, submitted_conf, submitted_file
 
 __all__ = ["DEFAULT_CONFIG", "load", "spark_session"]
 
+STRUCTURED_LOGGING = "spark.log.structuredLogging.enabled"
 DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
 
 
@@ -52,7 +54,12 @@ def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
     """One session for one command, stopped however the command ends."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     cfg = loaded.cfg
-    spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse).getOrCreate()
+    builder = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse)
+    if json_logs(sys.stderr) and STRUCTURED_LOGGING not in submitted_conf():
+        # Spark's own log lines as JSON too, on the same stream (Spark 4 structured logging);
+        # a submitter's --conf decides otherwise.
+        builder = builder.config(STRUCTURED_LOGGING, "true")
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
         yield spark

@@ -38,6 +38,7 @@ __all__ = [
     "retention_check_disabled",
     "retry_concurrent",
     "sized",
+    "spark_log_context",
     "write_partitions",
 ]
 
@@ -152,6 +153,21 @@ def commit_metadata(spark: SparkSession, record: dict[str, Any]) -> Iterator[Non
             spark.conf.unset(_USER_METADATA)
         else:
             spark.conf.set(_USER_METADATA, previous)
+
+
+@contextmanager
+def spark_log_context(spark: SparkSession, **fields: str) -> Iterator[None]:
+    """Put `fields` in the MDC of every task the block's jobs run (Spark's `mdc.` local
+    properties), so that executor log lines say which run they belong to."""
+    sc = spark.sparkContext
+    previous = {key: sc.getLocalProperty(f"mdc.{key}") for key in fields}
+    for key, value in fields.items():
+        sc.setLocalProperty(f"mdc.{key}", value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            sc.setLocalProperty(f"mdc.{key}", value)  # type: ignore[arg-type]  # None unsets
 
 
 def delete_matching(

@@ -45,6 +45,7 @@ from securepipe.io.subject_store import (
 )
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
+from securepipe.logs import log_context
 from securepipe.pipeline.keys import resolve_keys
 from securepipe.protect.registry import operator_for
 
@@ -442,7 +443,10 @@ def erase(
         LockTimeout: another job kept the lakehouse lock past `SECUREPIPE_LOCK_WAIT`.
     """
     run_id = new_run_id("erase")
-    with lakehouse_lock(Layout.of(cfg), exclusive=True, what="erase"):
+    with (
+        log_context(job="erase", run_id=run_id),
+        lakehouse_lock(Layout.of(cfg), exclusive=True, what="erase"),
+    ):
         keys = resolve_keys(cfg, list(cfg.tables))
         result = erase_subjects(
             spark, cfg, subject_ids, keys, run_id, policy, reason or "erasure request"

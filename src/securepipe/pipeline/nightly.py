@@ -16,9 +16,11 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
+from securepipe.io.delta import spark_log_context
 from securepipe.io.reports import write_report
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
+from securepipe.logs import log_context
 from securepipe.pipeline.keys import count_encryptions, resolve_keys
 from securepipe.pipeline.monitor import RunMonitor
 from securepipe.pipeline.results import RunResult, TableResult
@@ -146,6 +148,8 @@ def run_nightly(
     run_id = run_id or new_run_id(day)
     layout = Layout.of(cfg)
     with (
+        log_context(job="nightly", run_id=run_id, run_date=day),
+        spark_log_context(spark, run_id=run_id, run_date=day),
         lakehouse_lock(layout, exclusive=False, what=f"nightly {day}"),
         run_lock(layout.locks, f"nightly-{day}"),
     ):
@@ -212,15 +216,16 @@ def _run_tables(
     results: list[TableResult],
 ) -> RunResult:
     for name in names:
-        table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
-        results.append(table_result)
-        if policy is not None and table_result.status != TableStatus.GATE_FAILED:
-            # Also for a skipped date: the role tables catch up with any change since their
-            # last sync (a policy edit, an erasure); when nothing changed this reads two logs.
-            with timed(name, "access", table_result.stages):
-                roles = publish_role_tables(spark, cfg, policy, name, run_id, keys)
-            table_result.access, table_result.risk = roles.versions, roles.risk
-            table_result.access_refused = roles.refused
+        with log_context(table=name):
+            table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
+            results.append(table_result)
+            if policy is not None and table_result.status != TableStatus.GATE_FAILED:
+                # Also for a skipped date: the role tables catch up with any change since their
+                # last sync (a policy edit, an erasure); when nothing changed this reads two logs.
+                with timed(name, "access", table_result.stages):
+                    roles = publish_role_tables(spark, cfg, policy, name, run_id, keys)
+                table_result.access, table_result.risk = roles.versions, roles.risk
+                table_result.access_refused = roles.refused
     count_encryptions(cfg, kept_encryptions(results))
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())

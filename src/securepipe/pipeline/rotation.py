@@ -15,6 +15,7 @@ from securepipe.io.audit import new_run_id
 from securepipe.io.delta import CommitInfo, compliance_record, overwrite_table, retry_concurrent
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
+from securepipe.logs import log_context
 from securepipe.pipeline.keys import resolve_keys
 from securepipe.protect.base import ColumnContext
 from securepipe.protect.registry import operator_for
@@ -75,9 +76,11 @@ def reencrypt(
     """The `reencrypt` job, alone on the lakehouse: returns the commit and the key versions the
     table's keys are now at."""
     cfg.table(table)
-    with lakehouse_lock(Layout.of(cfg), exclusive=True, what=f"reencrypt {table}"):
+    run_id = new_run_id("reencrypt")
+    with (
+        log_context(job="reencrypt", run_id=run_id, table=table),
+        lakehouse_lock(Layout.of(cfg), exclusive=True, what=f"reencrypt {table}"),
+    ):
         keys = resolve_keys(cfg, [table])
-        commit = reencrypt_table(
-            spark, cfg, table, Layout.of(cfg).table(table), keys, new_run_id("reencrypt")
-        )
+        commit = reencrypt_table(spark, cfg, table, Layout.of(cfg).table(table), keys, run_id)
     return commit, {name: h.current for name, h in keys.items() if name != KEK_SENTINEL}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from securepipe.io.lineage import (
     lineage_run_id,
 )
 from securepipe.layout import Layout
+from securepipe.logs import ContextFilter, JsonLines
 from securepipe.pipeline import run_nightly
 from tests.builders import keep_email, load_cfg, write_config
 
@@ -84,7 +86,19 @@ def runs(spark, tmp_path_factory, pushgateway, lineage_sink) -> dict[str, Any]:
     good = load_cfg(write_config(tmp, monitored))
     generate_landing(good.landing, DAY1, rows=60, seed=3)
     generate_landing(good.landing, DAY2, rows=60, seed=4)
-    first = run_nightly(spark, good, DAY1, tables=[TABLE])
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(level=logging.INFO)
+    keep.addFilter(ContextFilter())
+    logging.getLogger("securepipe").addHandler(keep)
+    try:
+        first = run_nightly(spark, good, DAY1, tables=[TABLE])
+    finally:
+        logging.getLogger("securepipe").removeHandler(keep)
     after_first = {
         "gateway": _scrape(pushgateway),
         "file": metrics_file.read_text(),
@@ -105,6 +119,7 @@ def runs(spark, tmp_path_factory, pushgateway, lineage_sink) -> dict[str, Any]:
     return {
         "cfg": good,
         "first": first,
+        "log_lines": [json.loads(JsonLines().format(r)) for r in records],
         "after_first": after_first,
         "refused": refused.value.result,
         **after_refusal,
@@ -295,3 +310,18 @@ def test_a_night_that_stops_with_an_error_shows_up_as_error_and_fail(runs) -> No
     _well_formed(fail)
     assert fail["run"]["facets"][COMPLIANCE_FACET]["status"] == "error"
     assert fail["run"]["facets"]["errorMessage"]["message"]
+
+
+def test_every_log_line_of_a_run_names_the_run_and_its_stage_lines_the_table(runs) -> None:
+    lines = runs["log_lines"]
+    stages = [line for line in lines if line.get("event") == "stage"]
+    assert len(stages) >= 4, lines
+    for line in lines:
+        assert (line["job"], line["run_id"], line["run_date"]) == (
+            "nightly",
+            runs["first"].run_id,
+            DAY1,
+        ), line
+    for line in stages:
+        assert line["table"] == TABLE
+    assert not [v for v in runs["values"] if v in json.dumps(lines)]
