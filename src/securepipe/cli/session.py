@@ -6,19 +6,20 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from securepipe.logs import json_logs
 from securepipe.pipeline.load import Loaded, load_pipeline
-from securepipe.spark import configure_builder, submitted_conf, submitted_file
+from securepipe.spark import configure_builder, submitted_file
 
 __all__ = ["DEFAULT_CONFIG", "load", "spark_session"]
 
-STRUCTURED_LOGGING = "spark.log.structuredLogging.enabled"
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
 
 
@@ -55,13 +56,23 @@ def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     cfg = loaded.cfg
     builder = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse)
-    if json_logs(sys.stderr) and STRUCTURED_LOGGING not in submitted_conf():
-        # Spark's own log lines as JSON too, on the same stream (Spark 4 structured logging);
-        # a submitter's --conf decides otherwise.
-        builder = builder.config(STRUCTURED_LOGGING, "true")
+    if json_logs(sys.stderr):
+        builder = _json_jvm_logs(builder, cfg.spark.conf)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
         yield spark
     finally:
         spark.stop()
+
+
+def _json_jvm_logs(builder: SparkSession.Builder, conf: Mapping[str, str]) -> SparkSession.Builder:
+    """The driver JVM logs JSON lines (Spark's JSON template) on the same stream as ours,
+    warnings and up, unless the configuration already names a log4j2 configuration."""
+    given = conf.get(_DRIVER_JAVA_OPTIONS, "")
+    if "log4j2.configurationFile" in given:
+        return builder
+    path = resources.files("securepipe").joinpath("resources", "log4j2-json.properties")
+    return builder.config(
+        _DRIVER_JAVA_OPTIONS, f"{given} -Dlog4j2.configurationFile={path}".strip()
+    )

@@ -198,6 +198,23 @@ def test_cli_exits_2_when_a_gate_fails(tmp_path) -> None:
     [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("securepipe: error:")]
     assert "gate failed" in line and "leak_scan" in line
     assert not (Path(cfg.lakehouse) / "tables" / "customers").exists()
+    # One log stream (stderr is not a terminal): JSON lines, Spark's own included; ours name
+    # the job, run and date, and the table's stages the table. Only the JVM's start-up notice
+    # and the final error line are plain text.
+    plain = [
+        ln
+        for ln in proc.stderr.splitlines()
+        if not ln.startswith("{")
+        and not ln.startswith("securepipe: error:")
+        and not ln.startswith("WARNING: Using incubator modules")
+    ]
+    assert not plain, plain
+    logs = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    ours = [doc for doc in logs if doc["logger"].startswith("securepipe")]
+    assert ours and all(doc["run_date"] == DAY1 and doc["job"] == "nightly" for doc in ours)
+    assert len({doc["run_id"] for doc in ours}) == 1
+    stages = [doc for doc in ours if doc.get("event") == "stage"]
+    assert stages and all(doc["table"] == "customers" for doc in stages)
 
 
 def test_fail_expectation_blocks_publication(spark, tmp_path) -> None:
