@@ -166,8 +166,8 @@ def spark_log_context(spark: SparkSession, **fields: str) -> Iterator[None]:
     try:
         yield
     finally:
-        for key, value in previous.items():
-            sc.setLocalProperty(f"mdc.{key}", value)  # type: ignore[arg-type]  # None unsets
+        for key, before in previous.items():
+            sc.setLocalProperty(f"mdc.{key}", before)  # type: ignore[arg-type]  # None unsets
 
 
 def delete_matching(
