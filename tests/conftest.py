@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,20 +123,11 @@ def softhsm(softhsm_token: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> d
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """`moto_server` on 127.0.0.1 (AWS KMS and S3 APIs); stopped at the end of the session."""
-    import subprocess
-
     port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/moto-api/", proc, "moto_server")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with _server([str(exe), "-H", "127.0.0.1", "-p", str(port)], url + "/moto-api/"):
+        yield url
 
 
 @pytest.fixture
@@ -151,42 +143,42 @@ def aws_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     return {"endpoint_url": moto_server, "key_id": key_id, "region": "eu-west-1"}
 
 
-def _wait_http(url: str, proc: Any, what: str) -> None:
+@contextmanager
+def _server(command: list[str], ready_url: str) -> Iterator[None]:
+    """A server process started for the tests, ready once `ready_url` answers; stopped by PID."""
+    import subprocess
     import time
     import urllib.request
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - loopback
-            return
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.2)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=1)  # noqa: S310 - loopback
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{Path(command[0]).name} did not start") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def pushgateway() -> Iterator[str]:
     """A real Prometheus Pushgateway (Debian's `prometheus-pushgateway`) on 127.0.0.1."""
     import shutil
-    import subprocess
 
     exe = shutil.which("prometheus-pushgateway")
     if exe is None:
         pytest.fail("prometheus-pushgateway is not installed: `make system-deps` installs it")
     port = free_port()
-    proc = subprocess.Popen(
-        [exe, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/-/ready", proc, "prometheus-pushgateway")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with _server([exe, f"--web.listen-address=127.0.0.1:{port}"], url + "/-/ready"):
+        yield url
 
 
 class LineageSink:

@@ -23,6 +23,7 @@ from securepipe import __version__
 from securepipe.cli import erasure, keys, ops, run, tables
 from securepipe.cli.session import DEFAULT_CONFIG
 from securepipe.errors import SecurePipeError
+from securepipe.io import deltalog
 from securepipe.logs import ContextFilter, JsonLines, json_logs
 
 __all__ = ["JsonLines", "main"]  # JsonLines: re-exported from securepipe.logs
@@ -92,6 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `securepipe` and of `jobs/*.py`; returns the process exit code."""
     args = _parser().parse_args(argv)
     _setup_logging()
+    code = _run(args)
+    if argv is None and deltalog.was_used():
+        # delta-rs can abort the interpreter at exit after its work is done ("terminate called
+        # without an active exception"): a command that used it ends with its own exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.func(args)
         return code

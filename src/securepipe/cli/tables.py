@@ -13,6 +13,7 @@ from securepipe.cli.session import load, spark_session
 from securepipe.errors import SecurePipeError
 from securepipe.io.audit import read_audit
 from securepipe.io.delta import history
+from securepipe.io.deltalog import audit_rows, local_table, log_history
 from securepipe.layout import Layout
 
 __all__ = ["register"]
@@ -55,18 +56,28 @@ def history_command(args: argparse.Namespace) -> int:
     loaded.cfg.table(args.table)
     layout = Layout.of(loaded.cfg)
     path = layout.quarantine(args.table) if args.quarantine else layout.table(args.table)
-    with spark_session(loaded) as spark:
-        for entry in history(spark, path, args.limit):
-            print(json.dumps(entry, sort_keys=True))
+    local = local_table(path)
+    if local is not None:  # the Delta log alone, no JVM
+        entries = log_history(local, args.limit)
+    else:
+        with spark_session(loaded) as spark:
+            entries = history(spark, path, args.limit)
+    for entry in entries:
+        print(json.dumps(entry, sort_keys=True))
     return 0
 
 
 def audit(args: argparse.Namespace) -> int:
     """The run log, newest first."""
     loaded = load(args)
-    with spark_session(loaded) as spark:
-        rows = read_audit(spark, Layout.of(loaded.cfg).audit).limit(args.limit).collect()
-    print("\n".join(render.audit_lines(r.asDict() for r in rows)))
+    path = Layout.of(loaded.cfg).audit
+    local = local_table(path)
+    if local is not None:  # the Delta table read by delta-rs, no JVM
+        rows = audit_rows(local, args.limit)
+    else:
+        with spark_session(loaded) as spark:
+            rows = [r.asDict() for r in read_audit(spark, path).limit(args.limit).collect()]
+    print("\n".join(render.audit_lines(rows)))
     return 0
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "delete_matching",
     "ensure_table",
     "history",
+    "history_entry",
     "is_neutral",
     "overwrite_table",
     "record_commit",
@@ -311,22 +312,26 @@ def history(spark: SparkSession, path: str, limit: int | None = None) -> list[di
         raise PublishError(f"{path} is not a Delta table")
     table = DeltaTable.forPath(spark, path)
     rows = (table.history(limit) if limit else table.history()).collect()
-    out = []
-    for row in rows:
-        meta = row["userMetadata"]
-        try:
-            record = json.loads(meta) if meta else None
-        except ValueError:
-            record = {"unparsed": meta}
-        out.append(
-            {
-                "version": row["version"],
-                "timestamp": str(row["timestamp"]),
-                "operation": row["operation"],
-                "record": record,
-            }
-        )
-    return out
+    return [
+        history_entry(row["version"], row["timestamp"], row["operation"], row["userMetadata"])
+        for row in rows
+    ]
+
+
+def history_entry(
+    version: int, timestamp: datetime, operation: str, user_metadata: str | None
+) -> dict[str, Any]:
+    """One commit as `history` prints it: version, time, operation, parsed compliance record."""
+    try:
+        record = json.loads(user_metadata) if user_metadata else None
+    except ValueError:
+        record = {"unparsed": user_metadata}
+    return {
+        "version": int(version),
+        "timestamp": str(timestamp),
+        "operation": operation,
+        "record": record,
+    }
 
 
 def current_version(spark: SparkSession, path: str) -> int:

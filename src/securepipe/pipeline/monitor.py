@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from securepipe.pipeline.stages import TableStatus
 from securepipe.protect.subject_udfs import KEK_SENTINEL
 from securepipe.quality.gate import quarantine_codes
 
-__all__ = ["RunMonitor", "check_names", "table_figures"]
+__all__ = ["RunEnd", "RunMonitor", "check_names", "table_figures"]
 
 _log = logging.getLogger(__name__)
 _DAY = 86_400.0
@@ -135,6 +136,17 @@ def table_figures(
     return out
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended: its status (ok, gate_failed, error), the error or gate summary, the
+    results of the tables it reached, and the key handles it used (empty if it never got them)."""
+
+    status: str
+    message: str
+    results: Sequence[TableResult]
+    keys: Mapping[str, KeyHandle]
+
+
 class RunMonitor:
     """Metrics and lineage of one nightly run."""
 
@@ -151,60 +163,41 @@ class RunMonitor:
         if self._lineage is not None:
             self._lineage.start()
 
-    def finish(
-        self,
-        status: str,
-        message: str,
-        results: Sequence[TableResult],
-        keys: Mapping[str, KeyHandle],
-    ) -> None:
+    def finish(self, end: RunEnd) -> None:
         """Push or write the metrics and send COMPLETE or FAIL; never raises."""
         try:
-            self._finish(status, message, results, keys)
+            self._metrics(end)
+            if self._lineage is not None:
+                self._send_lineage(end)
         except Exception as exc:  # never fail or hide the run
             _log.warning("run %s: metrics or lineage not sent: %s", self._run_id, _name(exc))
 
-    def _finish(
-        self,
-        status: str,
-        message: str,
-        results: Sequence[TableResult],
-        keys: Mapping[str, KeyHandle],
-    ) -> None:
+    def _metrics(self, end: RunEnd) -> None:
         monitoring = self._cfg.monitoring
-        if monitoring.pushgateway or monitoring.metrics_file:
-            figures = table_figures(
-                self._cfg,
-                self._tables,
-                results,
-                status,
-                round(time.monotonic() - self._started, 2),
-                datetime.now(UTC),
+        if not (monitoring.pushgateway or monitoring.metrics_file):
+            return
+        figures = table_figures(
+            self._cfg,
+            self._tables,
+            end.results,
+            end.status,
+            round(time.monotonic() - self._started, 2),
+            datetime.now(UTC),
+        )
+        if monitoring.pushgateway:
+            push_metrics(
+                monitoring.pushgateway, monitoring.job, figures, monitoring.timeout_seconds
             )
-            if monitoring.pushgateway:
-                push_metrics(
-                    monitoring.pushgateway, monitoring.job, figures, monitoring.timeout_seconds
-                )
-            if monitoring.metrics_file:
-                try:
-                    write_metrics_file(monitoring.metrics_file, figures)
-                except OSError as exc:
-                    _log.warning(
-                        "metrics file %s not written: %s", monitoring.metrics_file, _name(exc)
-                    )
-        if self._lineage is not None:
-            self._send_lineage(status, message, results, keys)
+        if monitoring.metrics_file:
+            try:
+                write_metrics_file(monitoring.metrics_file, figures)
+            except OSError as exc:
+                _log.warning("metrics file %s not written: %s", monitoring.metrics_file, _name(exc))
 
-    def _send_lineage(
-        self,
-        status: str,
-        message: str,
-        results: Sequence[TableResult],
-        keys: Mapping[str, KeyHandle],
-    ) -> None:
+    def _send_lineage(self, end: RunEnd) -> None:
         layout = Layout.of(self._cfg)
         inputs, outputs = [], []
-        for r in results:
+        for r in end.results:
             table_inputs = input_datasets(r.input_files)
             inputs += table_inputs
             if r.status != TableStatus.PUBLISHED:
@@ -226,9 +219,9 @@ class RunMonitor:
         compliance = ComplianceRunFacet(
             runId=self._run_id,
             runDate=self._day,
-            status=status,
+            status=end.status,
             configHash=self._cfg.fingerprint(),
-            keyVersions={n: h.current for n, h in sorted(keys.items()) if n != KEK_SENTINEL},
+            keyVersions={n: h.current for n, h in sorted(end.keys.items()) if n != KEK_SENTINEL},
             gates={
                 r.table: {
                     "passed": r.gate.get("passed"),
@@ -236,16 +229,16 @@ class RunMonitor:
                     "warnings": list(r.gate.get("warnings", [])),
                     "checks": check_names(r.gate),
                 }
-                for r in results
+                for r in end.results
             },
         )
         assert self._lineage is not None
         self._lineage.finish(
-            RunState.COMPLETE if status == "ok" else RunState.FAIL,
+            RunState.COMPLETE if end.status == "ok" else RunState.FAIL,
             inputs,
             output_datasets(outputs),
             compliance,
-            error=message if status != "ok" else "",
+            error=end.message if end.status != "ok" else "",
         )
 
 

@@ -22,7 +22,7 @@ from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
 from securepipe.logs import log_context
 from securepipe.pipeline.keys import count_encryptions, resolve_keys
-from securepipe.pipeline.monitor import RunMonitor
+from securepipe.pipeline.monitor import RunEnd, RunMonitor
 from securepipe.pipeline.results import RunResult, TableResult
 from securepipe.pipeline.stages import (
     TableStatus,
@@ -177,7 +177,7 @@ def run_nightly(
                 _audit(spark, cfg, run_id, day, started, status, message, results, keys)
             finally:
                 # Metrics and lineage of every run, refused or failed included; never raises.
-                monitor.finish(status, message, results, keys)
+                monitor.finish(RunEnd(status, message, results, keys))
 
 
 def _error_class(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from securepipe.config import PipelineConfig
 from securepipe.errors import ConfigError, GateFailed
-from securepipe.io.delta import current_version
+from securepipe.io.delta import current_version, history
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
@@ -112,26 +112,39 @@ def test_compliance_record_parses_and_matches_the_run(published, spark) -> None:
     assert entry["sha256"] == hashlib.sha256(landing.read_bytes()).hexdigest()
 
 
-def test_history_cli_prints_the_record(published) -> None:
+def _command(*args: str) -> Any:
     import subprocess
     import sys
 
-    cfg, result = published
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "securepipe"),
-            "history",
-            "customers",
-            "--config",
-            cfg.source_file,
-        ],
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "securepipe"), *args],
         capture_output=True,
         text=True,
         timeout=180,
     )
+
+
+def test_history_cli_prints_the_record(spark, published) -> None:
+    cfg, result = published
+    proc = _command("history", "customers", "--config", cfg.source_file)
     assert proc.returncode == 0, proc.stderr[-2000:]
     entries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert entries[0]["record"]["run_id"] == result.run_id
+    # Read from the Delta log by delta-rs, without a JVM: the same entries Spark reads.
+    assert entries == history(spark, Layout.of(cfg).table("customers"))
+    assert "incubator" not in proc.stderr  # the JVM's start-up notice: no JVM was started
+    assert _command("history", "customers", "--config", cfg.source_file, "--limit", "1").stdout
+
+
+def test_audit_cli_lists_the_run_without_a_jvm(published) -> None:
+    cfg, result = published
+    proc = _command("audit", "--config", cfg.source_file)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [row] = [line for line in proc.stdout.splitlines() if result.run_id in line]
+    assert " ok " in row and "nightly" in row
+    assert "incubator" not in proc.stderr
+    missing = _command("audit", "--config", cfg.source_file, "--lakehouse", "/nonexistent/lake")
+    assert missing.returncode == 1 and "is not a Delta table" in missing.stderr
 
 
 def test_reports_hold_counts_but_no_planted_value(published) -> None:
