@@ -169,6 +169,18 @@ def row_json(row: Mapping[str, object]) -> str:
     return json.dumps({k: display(v) for k, v in row.items()}, ensure_ascii=False)
 
 
+_AUDIT_JSON_COLUMNS = ("tables", "input_checksums", "key_versions")
+
+
+def audit_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One audit row as a JSON-ready document (its JSON columns parsed)."""
+    doc = dict(row)
+    for column in _AUDIT_JSON_COLUMNS:
+        if isinstance(doc.get(column), str):
+            doc[column] = json.loads(doc[column])
+    return doc
+
+
 def audit_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """The audit log as a table, newest first; messages cut at 200 characters."""
     lines = [

@@ -77,7 +77,11 @@ def audit(args: argparse.Namespace) -> int:
     else:
         with spark_session(loaded) as spark:
             rows = [r.asDict() for r in read_audit(spark, path).limit(args.limit).collect()]
-    print("\n".join(render.audit_lines(rows)))
+    if args.json:
+        for row in rows:
+            print(json.dumps(render.audit_doc(row), sort_keys=True, default=str))
+    else:
+        print("\n".join(render.audit_lines(rows)))
     return 0
 
 
@@ -116,6 +120,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = sub.add_parser("audit", parents=[common], help="the run log, newest first")
     p.add_argument("--limit", type=int, default=30, help="newest runs (%(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(func=audit)
 
     p = sub.add_parser("access", parents=[common], help="access policies")

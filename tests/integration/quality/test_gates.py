@@ -143,6 +143,13 @@ def test_audit_cli_lists_the_run_without_a_jvm(published) -> None:
     [row] = [line for line in proc.stdout.splitlines() if result.run_id in line]
     assert " ok " in row and "nightly" in row
     assert "incubator" not in proc.stderr
+    as_json = _command("audit", "--config", cfg.source_file, "--json")
+    docs = [json.loads(line) for line in as_json.stdout.splitlines()]
+    [doc] = [d for d in docs if d["run_id"] == result.run_id]
+    assert (
+        doc["status"] == "ok"
+        and doc["tables"]["customers"]["version"] == result.tables[0].table_version
+    )
     missing = _command("audit", "--config", cfg.source_file, "--lakehouse", "/nonexistent/lake")
     assert missing.returncode == 1 and "is not a Delta table" in missing.stderr
 
