@@ -5,9 +5,11 @@ Exit codes (what schedulers rely on): 0 ok, 2 a compliance gate refused the batc
 `verify-erasure` found readable values), 1 any other error. Errors print one line on stderr that
 names the file, table, column or key at fault and never a data value.
 
-One module per command group (`run`, `keys`, `erasure`, `tables`, `ops`); each command loads the
-configuration (`session.load`), opens one session (`session.spark_session`), makes one call into
-`securepipe.pipeline` and prints through `render`.
+`commands` holds every command's options and names its handler; the handler's module (`run`,
+`keys`, `ops`, `tables`, `erasure`, `readonly`) is imported only when that command runs. A
+handler loads the configuration (`session.load`), opens one session (`session.spark_session`),
+makes one call into `securepipe.pipeline` and prints through `render`; the read-only commands
+(`readonly`) read a local Delta log with delta-rs and start no JVM.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from securepipe import __version__
-from securepipe.cli import erasure, keys, ops, run, tables
-from securepipe.cli.session import DEFAULT_CONFIG
+from securepipe.cli.commands import parser, resolve
 from securepipe.errors import SecurePipeError
 from securepipe.io import deltalog
 from securepipe.logs import ContextFilter, JsonLines, json_logs
@@ -42,41 +42,8 @@ def _setup_logging() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
-_EPILOG = """exit codes:
-  0  ok
-  2  a compliance gate refused a batch, or a role table's risk gate refused it
-     (verify-erasure: values of the subjects are still readable)
-  1  any other error (one line on stderr naming the file, table, column or key)
-
-environment:
-  SECUREPIPE_CONFIG                  default for --config (conf/pipeline.yaml)
-  SECUREPIPE_LOG_FORMAT=json         JSON log lines even on a terminal
-  SECUREPIPE_LOCK_WAIT               seconds to wait for a lakehouse or run-date lock
-  SECUREPIPE_SPARK_AUTH_SECRET       the standalone cluster's shared secret (spark.authenticate)
-  SECUREPIPE_SPARK_AUTH_SECRET_FILE  ... or a file holding it
-  SECUREPIPE_PKCS11_PIN              the HSM user PIN (keystore.provider: pkcs11)
-  SECUREPIPE_PUSHGATEWAY             Prometheus Pushgateway URL (replaces monitoring.pushgateway)
-  SECUREPIPE_LINEAGE_URL             OpenLineage HTTP endpoint's base URL (monitoring.lineage)
-  SECUREPIPE_DEBUG=1                 tracebacks (development only: may show values)
-"""
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="securepipe",
-        description=__doc__.splitlines()[0],
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"securepipe {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (%(default)s)")
-    common.add_argument("--lakehouse", help="override the lakehouse root")
-    common.add_argument("--landing", help="override the landing root")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, keys, ops, tables, erasure):
-        group.register(sub, common)
-    return parser
+    return parser(__doc__.splitlines()[0])
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -105,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        code: int = args.func(args)
+        code: int = resolve(args.handler)(args)
         return code
     except SecurePipeError as exc:
         print(f"securepipe: error: {exc}", file=sys.stderr)

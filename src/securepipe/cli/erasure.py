@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from securepipe.cli.session import load, spark_session
 from securepipe.errors import SecurePipeError
 from securepipe.pipeline.erasure import erase, verify
 
-__all__ = ["register"]
+__all__ = ["erase_command", "verify_command"]
 
 
 def _subjects(path: str) -> list[str]:
@@ -28,6 +29,9 @@ def erase_command(args: argparse.Namespace) -> int:
     loaded, ids = load(args), _subjects(args.subjects)
     with spark_session(loaded) as spark:
         run_id, result = erase(spark, loaded.cfg, ids, loaded.policy, args.reason)
+    if args.json:
+        print(json.dumps({"run_id": run_id, **dataclasses.asdict(result)}, sort_keys=True))
+        return 0
     print(
         f"erased {result.keys_destroyed} of {result.requested} subjects "
         f"({result.unknown} unknown: nothing to erase, tombstoned all the same); "
@@ -41,29 +45,19 @@ def erase_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    """The JSON report on stdout, per-column lines on stderr; exit 2 when not erased."""
+    """What is left of the subjects, per table and column, and the verdict (lines, or the report
+    with `--json`); exit 2 when not erased, its reasons on stderr."""
     loaded, ids = load(args), _subjects(args.subjects)
     with spark_session(loaded) as spark:
         report = verify(spark, loaded.cfg, ids, loaded.policy)
-    print(json.dumps(report, indent=2, default=str))
     lines, verdict = render.verify_lines(report)
-    for line in lines:
-        print(line, file=sys.stderr)
-    print(verdict, file=sys.stdout if report["erased"] else sys.stderr)
-    return 0 if report["erased"] else 2
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `erase` and `verify-erasure`."""
-    p = sub.add_parser("erase", parents=[common], help="erase data subjects (crypto-shred)")
-    p.add_argument("--subjects", required=True, help="file with one subject id per line")
-    p.add_argument("--reason", help="recorded in the audit log (no personal data)")
-    p.set_defaults(func=erase_command)
-
-    p = sub.add_parser(
-        "verify-erasure",
-        parents=[common],
-        help="prove no past version holds readable values of subjects",
-    )
-    p.add_argument("--subjects", required=True, help="file of subject ids, one per line")
-    p.set_defaults(func=verify_command)
+    if args.json:
+        print(json.dumps(report, sort_keys=True, default=str))
+    else:
+        print("\n".join(lines))
+    if report["erased"]:
+        if not args.json:
+            print(verdict)
+        return 0
+    print(verdict, file=sys.stderr)
+    return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
@@ -10,14 +11,18 @@ from securepipe.config import load_config
 from securepipe.crypto.keyring import Keyring
 from securepipe.pipeline.keys import change_keys
 
-__all__ = ["register"]
+__all__ = ["keys"]
 
 
 def keys(args: argparse.Namespace) -> int:
     """List the keys, or change them (alone on the lakehouse)."""
     loaded = load(args)
     if args.action == "list":
-        print("\n".join(render.keys_lines(Keyring(loaded.cfg.keystore))))
+        keyring = Keyring(loaded.cfg.keystore)
+        if args.json:
+            print(json.dumps({"keys": keyring.describe()}, sort_keys=True, default=str))
+        else:
+            print("\n".join(render.keys_lines(keyring)))
         return 0
     change = change_keys(
         loaded.cfg,
@@ -27,20 +32,9 @@ def keys(args: argparse.Namespace) -> int:
         version=args.version,
         new_store=load_config(args.to).keystore if args.to else None,
     )
-    print("\n".join([*change.lines, *render.keys_lines(change.keyring)]))
+    if args.json:
+        doc = {"action": args.action, "done": change.lines, "keys": change.keyring.describe()}
+        print(json.dumps(doc, sort_keys=True, default=str))
+    else:
+        print("\n".join([*change.lines, *render.keys_lines(change.keyring)]))
     return 0
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `keys`."""
-    p = sub.add_parser("keys", parents=[common], help="manage data keys")
-    p.add_argument(
-        "action",
-        choices=["init", "list", "rotate", "rewrap", "destroy", "seal"],
-        help="init: create the master key and data keys; list; rotate NAME; rewrap --to CONFIG; "
-        "destroy NAME --version N; seal a keyring written before keyrings were sealed",
-    )
-    p.add_argument("name", nargs="?", help="key to rotate or destroy")
-    p.add_argument("--to", help="rewrap: a config whose keystore: names the new KEK")
-    p.add_argument("--version", type=int, help="destroy: the version to destroy")
-    p.set_defaults(func=keys)

@@ -8,7 +8,7 @@ from securepipe.cli.session import load, spark_session
 from securepipe.pipeline.maintenance import run_maintenance
 from securepipe.pipeline.rotation import reencrypt
 
-__all__ = ["register"]
+__all__ = ["maintain", "reencrypt_command"]
 
 
 def maintain(args: argparse.Namespace) -> int:
@@ -32,21 +32,3 @@ def reencrypt_command(args: argparse.Namespace) -> int:
         f"({shown})"
     )
     return 0
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `maintain` and `reencrypt`."""
-    p = sub.add_parser("maintain", parents=[common], help="VACUUM and log retention")
-    p.add_argument("--retain-hours", type=int, help="override retention.vacuum_hours")
-    p.add_argument(
-        "--allow-below-safety",
-        action="store_true",
-        help="with retention.allow_below_safety: permit < 168 h",
-    )
-    p.set_defaults(func=maintain)
-
-    p = sub.add_parser(
-        "reencrypt", parents=[common], help="rewrite a table under the newest key versions"
-    )
-    p.add_argument("table", help="a configured table")
-    p.set_defaults(func=reencrypt_command)

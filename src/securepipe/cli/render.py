@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from securepipe.config import PipelineConfig
-from securepipe.crypto.keyring import Keyring
-from securepipe.pipeline.nightly import RunResult
+if TYPE_CHECKING:  # annotations only: the read-only commands import this module without them
+    from securepipe.config import PipelineConfig
+    from securepipe.crypto.keyring import Keyring
+    from securepipe.pipeline.results import RunResult
 
 __all__ = [
     "audit_lines",
     "display",
+    "history_lines",
     "keys_lines",
     "matrix_html",
     "matrix_lines",
     "risk_line",
     "risk_lines",
     "row_json",
+    "row_lines",
     "run_summary",
     "verify_lines",
 ]
@@ -167,6 +170,57 @@ def display(value: object) -> object:
 def row_json(row: Mapping[str, object]) -> str:
     """One row of `show` as a JSON line."""
     return json.dumps({k: display(v) for k, v in row.items()}, ensure_ascii=False)
+
+
+_CELL = 40
+
+
+def row_lines(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """Rows of `show` as a table (cells as `display` shows them, cut at 40 characters)."""
+    if not rows:
+        return ["(no rows)"]
+    columns = list(rows[0])
+    cells = [[_cell(display(row.get(c))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = "  ".join
+    return [
+        line(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
+        line("-" * w for w in widths),
+        *(line(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells),
+        f"({len(rows)} rows)",
+    ]
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
+_HISTORY_FACTS = ("kind", "run_date", "rows_published", "rows_quarantined", "rows_erased", "run_id")
+
+
+def history_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`history` for people: one line per commit (version, time, operation, and the compliance
+    record's run, date, status and rows when the commit has one)."""
+    lines = [f"{'version':>7}  {'committed':<28}{'operation':<20}record"]
+    for e in entries:
+        record = e.get("record") or {}
+        facts = [
+            f"{k}={record[k]}"
+            for k in (
+                "kind",
+                "run_date",
+                "rows_published",
+                "rows_quarantined",
+                "rows_erased",
+                "run_id",
+            )
+            if isinstance(record, Mapping) and record.get(k) is not None
+        ]
+        lines.append(
+            f"{e['version']:>7}  {e['timestamp']:<28}{e['operation']:<20}{' '.join(facts)}"
+        )
+    return lines
 
 
 _AUDIT_JSON_COLUMNS = ("tables", "input_checksums", "key_versions")

@@ -16,13 +16,9 @@ from securepipe.io.generate import generate_landing
 from securepipe.pipeline import parse_run_date, run_nightly
 from securepipe.pipeline.nightly import RunResult
 
-__all__ = ["register"]
+__all__ = ["demo", "generate", "run"]
 
 _log = logging.getLogger("securepipe")
-_METRICS_FILE_HELP = (
-    "write each run's metrics to this file (Prometheus text format, for node_exporter's "
-    "textfile collector); overrides monitoring.metrics_file"
-)
 
 
 def _dates(args: argparse.Namespace) -> tuple[list[str], bool]:
@@ -107,34 +103,3 @@ def generate(args: argparse.Namespace) -> int:
     for batch in generate_landing(args.landing, args.date, args.rows, args.seed).values():
         print(f"{batch.table}: {batch.rows} rows ({batch.malformed} malformed) -> {batch.path}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Add `run`, `demo` and `generate`."""
-    p = sub.add_parser("run", parents=[common], help="run the nightly job for one date")
-    p.add_argument("--date", help="run date YYYY-MM-DD")
-    p.add_argument("--from", dest="date_from", help="backfill: first date")
-    p.add_argument("--to", dest="date_to", help="backfill: last date (inclusive)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="backfill: re-run dates already published from the same inputs",
-    )
-    p.add_argument("--tables", help="comma-separated subset of tables")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--metrics-file", help=_METRICS_FILE_HELP)
-    p.set_defaults(func=run)
-
-    yesterday = (date.today() - timedelta(days=1)).isoformat()
-    p = sub.add_parser("demo", parents=[common], help="generate a synthetic batch and run it")
-    p.add_argument("--date", default=yesterday, help="the second night (default: yesterday)")
-    p.add_argument("--rows", type=int, default=10_000, help="rows per table and night")
-    p.add_argument("--metrics-file", help=_METRICS_FILE_HELP)
-    p.set_defaults(func=demo)
-
-    p = sub.add_parser("generate", help="write a synthetic landing batch")
-    p.add_argument("--landing", default="./landing", help="landing root (%(default)s)")
-    p.add_argument("--date", default=yesterday, help="run date (default: yesterday)")
-    p.add_argument("--rows", type=int, default=10_000, help="rows per table (%(default)s)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (%(default)s)")
-    p.set_defaults(func=generate)

@@ -17,10 +17,9 @@ from securepipe.logs import json_logs
 from securepipe.pipeline.load import Loaded, load_pipeline
 from securepipe.spark import configure_builder, submitted_file
 
-__all__ = ["DEFAULT_CONFIG", "load", "spark_session"]
+__all__ = ["load", "spark_session"]
 
 _DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
-DEFAULT_CONFIG = os.environ.get("SECUREPIPE_CONFIG", "conf/pipeline.yaml")
 
 
 def _config_path(name: str) -> str:

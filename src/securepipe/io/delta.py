@@ -17,6 +17,7 @@ from pyspark.sql.types import StructType
 
 from securepipe import __version__
 from securepipe.errors import ConfigError, PublishError, SecurePipeError
+from securepipe.io.deltalog import history_entry
 
 __all__ = [
     "DELTA_SAFETY_HOURS",
@@ -30,7 +31,6 @@ __all__ = [
     "delete_matching",
     "ensure_table",
     "history",
-    "history_entry",
     "is_neutral",
     "overwrite_table",
     "record_commit",
@@ -316,22 +316,6 @@ def history(spark: SparkSession, path: str, limit: int | None = None) -> list[di
         history_entry(row["version"], row["timestamp"], row["operation"], row["userMetadata"])
         for row in rows
     ]
-
-
-def history_entry(
-    version: int, timestamp: datetime, operation: str, user_metadata: str | None
-) -> dict[str, Any]:
-    """One commit as `history` prints it: version, time, operation, parsed compliance record."""
-    try:
-        record = json.loads(user_metadata) if user_metadata else None
-    except ValueError:
-        record = {"unparsed": user_metadata}
-    return {
-        "version": int(version),
-        "timestamp": str(timestamp),
-        "operation": operation,
-        "record": record,
-    }
 
 
 def current_version(spark: SparkSession, path: str) -> int:

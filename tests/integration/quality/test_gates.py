@@ -127,7 +127,7 @@ def _command(*args: str) -> Any:
 
 def test_history_cli_prints_the_record(spark, published) -> None:
     cfg, result = published
-    proc = _command("history", "customers", "--config", cfg.source_file)
+    proc = _command("history", "customers", "--json", "--config", cfg.source_file)
     assert proc.returncode == 0, proc.stderr[-2000:]
     entries = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert entries[0]["record"]["run_id"] == result.run_id
@@ -145,7 +145,8 @@ def test_history_cli_prints_the_record(spark, published) -> None:
         )
         assert abs(gap.total_seconds()) < 5
     assert "incubator" not in proc.stderr  # the JVM's start-up notice: no JVM was started
-    assert _command("history", "customers", "--config", cfg.source_file, "--limit", "1").stdout
+    lines = _command("history", "customers", "--config", cfg.source_file, "--limit", "1").stdout
+    assert f"run_id={result.run_id}" in lines.splitlines()[1]  # for people: one line a commit
 
 
 def test_audit_cli_lists_the_run_without_a_jvm(published) -> None:
