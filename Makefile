@@ -37,13 +37,14 @@ jars: $(JARS_DIR)/.fetched
 s3-jars: $(JARS_DIR)/.fetched-s3
 
 ## system-deps: Debian packages the tests use: SoftHSM2 (PKCS#11 tests), docker-compose (compose
-## file validation), prometheus (promtool: alert rules) and prometheus-pushgateway (metrics tests);
-## needs root or sudo
+## file validation), prometheus (promtool: alert rules), prometheus-pushgateway (metrics tests)
+## and chromium (the report pages in a headless browser); needs root or sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := softhsm2 docker-compose prometheus prometheus-pushgateway
+SYSTEM_PACKAGES := softhsm2 docker-compose prometheus prometheus-pushgateway chromium
 system-deps:
 	@command -v softhsm2-util >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 && \
-	  command -v promtool >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1 || \
+	  command -v promtool >/dev/null 2>&1 && command -v prometheus-pushgateway >/dev/null 2>&1 && \
+	  command -v chromium >/dev/null 2>&1 || \
 	  { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || \
 	    { $(SUDO) apt-get update -q && \
 	      DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from securepipe.config import KeyStoreConfig
 from securepipe.io.generate import generate_landing
 from securepipe.jars import local_jars
+from tests.browser import rendered_dom, screenshot, visible_text
 from tests.builders import CONF, ROOT, provision_keys
 
 pytestmark = pytest.mark.e2e
@@ -260,8 +262,53 @@ def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(
         assert ok == {"customers", "transactions"}, text[-2000:]
     pages = sorted((tmp_path / "lakehouse" / "reports" / "2026-11-28").glob("*.html"))
     assert pages and all("role analyst" in p.read_text() and "<svg" in p.read_text() for p in pages)
+    _browse_the_reports(tmp_path)
     from deltalake import DeltaTable
 
     table = DeltaTable(str(tmp_path / "lakehouse" / "tables" / "customers"))
     dates = table.to_pyarrow_table(columns=["run_date"]).column("run_date").to_pylist()
     assert sorted({str(d) for d in dates}) == ["2026-11-27", "2026-11-28"]
+
+
+def _landing_values(landing: Path) -> set[str]:
+    """Values of the demo's landing files a report must never show (text of personal columns)."""
+    values: set[str] = set()
+    for path in landing.rglob("*.csv"):
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                for column in ("full_name", "email", "phone", "ssn", "street_address", "city"):
+                    if row.get(column) and len(row[column]) >= 6:
+                        values.add(row[column])
+    return values
+
+
+def _browse_the_reports(tmp: Path) -> None:
+    """README "Run reports": the index of runs, latest.html, a run page and the access matrix,
+    opened in headless Chromium: no raw `{}`, no `None`, no value of the landing data; the
+    index links every run's page; a screenshot of the index for people (build/screenshots)."""
+    reports = tmp / "lakehouse" / "reports"
+    landing = _landing_values(tmp / "landing")
+    assert len(landing) > 100
+    run_pages = sorted(reports.glob("2026-11-2*/*.html"))
+    assert len(run_pages) == 3
+    texts = {}
+    for page in [reports / "index.html", reports / "latest.html", reports / "access-matrix.html"]:
+        texts[page.name] = visible_text(rendered_dom(page))
+    texts["run"] = visible_text(rendered_dom(run_pages[0]))
+    for name, text in texts.items():
+        assert "{}" not in text and "None" not in text and "{{" not in text, name
+        leaked = [v for v in landing if v in text]
+        assert not leaked, f"{name} shows {len(leaked)} landing values"
+    index_dom = rendered_dom(reports / "index.html")
+    for page in run_pages:  # every nightly run of the demo links its page
+        assert f'href="{page.parent.name}/{page.name}"' in index_dom
+    index = texts["index.html"]
+    assert "Quarantine reasons over time" in index and "MALFORMED_RECORD" in index
+    latest = texts["latest.html"]
+    for heading in ("Versions", "Keys", "Input files", "Stage timings", "Quarantine reasons"):
+        assert heading in latest
+    assert re.search(r"[0-9a-f]{64}", latest), "input checksums on the run page"
+    matrix = texts["access-matrix.html"]
+    assert "region = :region" in matrix and "subject_kek" in matrix  # row filter, key grant
+    shot = screenshot(reports / "index.html", ROOT / "build" / "screenshots" / "reports-index.png")
+    assert shot.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -16,9 +15,9 @@ if TYPE_CHECKING:  # annotations only: the read-only commands import this module
 __all__ = [
     "audit_lines",
     "display",
+    "grant_lines",
     "history_lines",
     "keys_lines",
-    "matrix_html",
     "matrix_lines",
     "risk_line",
     "risk_lines",
@@ -111,48 +110,15 @@ def risk_lines(targets: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def matrix_html(
-    rows: list[dict[str, Any]],
-    roles: list[str],
-    version: str,
-    targets: list[dict[str, Any]] | None = None,
-) -> str:
-    """The access matrix as a standalone HTML page (every cell escaped), with the
-    re-identification risk policy of each role table."""
-    head = "".join(f"<th>{html.escape(r)}</th>" for r in roles)
-    body = "".join(
-        f"<tr><td>{html.escape(str(r['table']))}</td><td>{html.escape(str(r['column']))}</td>"
-        f"<td>{html.escape(str(r['classification']))}</td>"
-        f"<td>{html.escape(str(r['protection']))}</td>"
-        + "".join(f"<td>{html.escape(str(r[role]) or '—')}</td>" for role in roles)
-        + "</tr>"
-        for r in rows
-    )
-    return (
-        "<!doctype html><meta charset='utf-8'><title>securepipe: who sees what</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:3px 8px;border-bottom:1px solid #ddd}"
-        f"</style><h1>Who sees what</h1><p>policy version {html.escape(version)}; — = hidden</p>"
-        f"<table><tr><th>table</th><th>column</th><th>class</th><th>protection</th>{head}</tr>"
-        f"{body}</table>{_risk_table(targets or [])}"
-    )
-
-
-def _risk_table(targets: list[dict[str, Any]]) -> str:
-    e = html.escape
-    if not targets:
-        return ""
-    body = "".join(
-        f"<tr><td>{e(t['role'])}</td><td>{e(t['table'])}</td><td>{t['k']}</td>"
-        f"<td>{t['l'] or '—'}</td><td>{e(t['action'])}</td>"
-        f"<td>{e(', '.join(t['quasi_identifiers']))}</td>"
-        f"<td>{e(', '.join(t['sensitive'])) or '—'}</td></tr>"
-        for t in targets
-    )
-    return (
-        "<h2>Re-identification risk</h2><table><tr><th>role</th><th>table</th><th>k</th>"
-        "<th>l</th><th>action</th><th>quasi-identifiers</th><th>sensitive</th></tr>"
-        f"{body}</table>"
-    )
+def grant_lines(grants: list[dict[str, Any]]) -> list[str]:
+    """Each role's key grants and row filters."""
+    lines = ["", "row filters and key grants (per role):"]
+    for g in grants:
+        keys = ", ".join(g["keys"]) or "no key"
+        lines.append(f"  {g['role']}: may decrypt with {keys}")
+        for table, rows in sorted(g["row_filters"].items()):
+            lines.append(f"    {table}: rows where {rows}")
+    return lines
 
 
 def display(value: object) -> object:

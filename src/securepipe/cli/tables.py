@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from securepipe.access.risk import risk_targets
-from securepipe.access.views import matrix, read_as
+from securepipe.access.matrix import matrix_doc
+from securepipe.access.views import read_as
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
 from securepipe.errors import SecurePipeError
 from securepipe.io.audit import read_audit
 from securepipe.io.delta import history
+from securepipe.io.reports import render_matrix
 from securepipe.layout import Layout
 
 __all__ = ["access", "audit_rows", "history_entries", "show_rows"]
@@ -64,23 +65,21 @@ def audit_rows(args: argparse.Namespace, path: str) -> list[dict[str, Any]]:
 
 
 def access(args: argparse.Namespace) -> int:
-    """Who sees what: the matrix on the console and as HTML."""
+    """Who sees what: the matrix on the console (or as JSON) and as HTML."""
     loaded = load(args)
     if loaded.policy is None:
         raise SecurePipeError(f"no access policy folder next to {loaded.cfg.source_file}")
-    rows, roles = matrix(loaded.cfg, loaded.policy), list(loaded.policy.roles)
-    targets = risk_targets(loaded.policy)
-    version = loaded.policy.version()
+    doc = matrix_doc(loaded.cfg, loaded.policy)
     out = args.html or f"{Layout.of(loaded.cfg).reports}/access-matrix.html"
     written = "://" not in out
     if written:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(render.matrix_html(rows, roles, version, targets), encoding="utf-8")
+        Path(out).write_text(render_matrix(doc), encoding="utf-8")
     if args.json:
-        doc = {"policy_version": version, "roles": roles, "columns": rows, "risk": targets}
         print(json.dumps(doc | {"html": out if written else None}, sort_keys=True, default=str))
         return 0
-    print("\n".join(render.matrix_lines(rows, roles) + render.risk_lines(targets)))
+    lines = render.matrix_lines(doc["columns"], doc["roles"]) + render.grant_lines(doc["grants"])
+    print("\n".join(lines + render.risk_lines(doc["risk"])))
     if written:
-        print(f"\nwritten: {out} (policy version {version})")
+        print(f"\nwritten: {out} (policy version {doc['policy_version']})")
     return 0

@@ -25,7 +25,16 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-__all__ = ["AUDIT_SCHEMA", "AuditEntry", "append_audit", "new_run_id", "read_audit"]
+from securepipe.io.deltalog import audit_rows, local_table
+
+__all__ = [
+    "AUDIT_SCHEMA",
+    "AuditEntry",
+    "append_audit",
+    "new_run_id",
+    "read_audit",
+    "recent_runs",
+]
 
 AUDIT_SCHEMA = StructType(
     [
@@ -108,6 +117,15 @@ def append_audit(spark: SparkSession, path: str, entries: Iterable[AuditEntry]) 
 def read_audit(spark: SparkSession, path: str) -> DataFrame:
     """The audit table at `path` (`Layout.audit`), newest run first."""
     return spark.read.format("delta").load(path).orderBy("started_at", ascending=False)
+
+
+def recent_runs(spark: SparkSession, path: str, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest `limit` audit rows as dicts, newest first: read by delta-rs on a local
+    lakehouse (no Spark job), by Spark on an object store."""
+    local = local_table(path)
+    if local is not None:
+        return audit_rows(local, limit)
+    return [r.asDict() for r in read_audit(spark, path).limit(limit).collect()]
 
 
 def new_run_id(label: str) -> str:

@@ -1,18 +1,38 @@
-"""Run reports: one JSON document and one readable HTML page per run, never a data value."""
+"""Run reports: one JSON document and one HTML page per run, `latest.html`, an index of runs
+(with the quarantine reasons over time, from the audit table) and the access matrix, all
+rendered from the Jinja2 templates in `securepipe/resources/templates` (autoescaped). Counts,
+verdicts, versions and checksums only: never a data value.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jinja2 import ChainableUndefined, Environment, PackageLoader, Undefined, select_autoescape
+from markupsafe import Markup
 from pyspark.sql import SparkSession
 
-__all__ = ["histogram_svg", "render_html", "write_report"]
+from securepipe import __version__
+
+__all__ = [
+    "histogram_svg",
+    "render_html",
+    "render_index",
+    "render_matrix",
+    "write_index",
+    "write_page",
+    "write_report",
+]
 
 
-def _write_text(spark: SparkSession | None, uri: str, text: str) -> None:
+def write_page(spark: SparkSession | None, uri: str, text: str) -> None:
+    """Write a text file to a local path or, through Hadoop's file system, an object store."""
     if "://" not in uri or uri.startswith("file://"):
         path = Path(uri.removeprefix("file://"))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,68 +48,6 @@ def _write_text(spark: SparkSession | None, uri: str, text: str) -> None:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
-
-
-def render_html(report: dict[str, Any]) -> str:
-    """A self-contained HTML page of a run report (every field escaped)."""
-    e = html.escape
-    rows = []
-    for t in report.get("tables", []):
-        verdict = t.get("gate", {})
-        status = "PASS" if verdict.get("passed", True) else "FAIL"
-        rows.append(
-            f"<tr><td>{e(str(t['table']))}</td><td>{t.get('rows_read', '')}</td>"
-            f"<td>{t.get('rows_published', '')}</td><td>{t.get('rows_quarantined', '')}</td>"
-            f"<td class='{status.lower()}'>{status}</td>"
-            f"<td>{e(', '.join(verdict.get('failures', [])))}</td>"
-            f"<td>{e(', '.join(verdict.get('warnings', [])))}</td></tr>"
-        )
-    details = []
-    for t in report.get("tables", []):
-        verdict = t.get("gate", {})
-        items = [
-            f"<li>{e(c['name'])}: {'pass' if c['passed'] else 'FAIL'} {e(c.get('detail', ''))} "
-            f"{e(json.dumps(c.get('counts', {}), sort_keys=True))}</li>"
-            for c in verdict.get("checks", [])
-        ]
-        items += [
-            f"<li>{e(x['gate'])} / {e(x['expectation'])}"
-            f"{' (' + e(str(x['column'])) + ')' if x.get('column') else ''} [{e(x['action'])}]: "
-            f"{'pass' if x['success'] else 'FAIL'}"
-            f"{' — ' + str(x['unexpected_count']) + ' rows' if 'unexpected_count' in x else ''}"
-            "</li>"
-            for x in verdict.get("expectations", [])
-        ]
-        reasons = t.get("reasons", {})
-        if reasons:
-            items.append(f"<li>quarantine reasons: {e(json.dumps(reasons, sort_keys=True))}</li>")
-        risk = "".join(
-            _risk_html(role, figures, role in t.get("access_refused", {}))
-            for role, figures in sorted(t.get("risk", {}).items())
-        )
-        risk += "".join(
-            f"<p class='fail'>role {e(role)}: not written: {e(message)}</p>"
-            for role, message in sorted(t.get("access_refused", {}).items())
-        )
-        if risk:
-            risk = f"<h3>Re-identification risk of the role tables</h3>{risk}"
-        details.append(f"<h2>{e(str(t['table']))}</h2><ul>{''.join(items)}</ul>{risk}")
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>securepipe run {e(report['run_id'])}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;"
-        "border-bottom:1px solid #ddd}.pass{color:#070}.fail{color:#b00;font-weight:bold}</style>"
-        "</head><body>"
-        f"<h1>securepipe run {e(report['run_id'])}</h1>"
-        f"<p>run date {e(report['run_date'])} · status <b>{e(report['status'])}</b> · "
-        f"config {e(report['config_hash'][:12])}</p>"
-        "<table><tr><th>table</th><th>read</th><th>published</th><th>quarantined</th>"
-        "<th>gate</th><th>failures</th><th>warnings</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        + "".join(details)
-        + "</body></html>"
-    )
 
 
 def histogram_svg(histogram: list[dict[str, Any]], k_target: int) -> str:
@@ -124,7 +82,7 @@ def histogram_svg(histogram: list[dict[str, Any]], k_target: int) -> str:
     )
 
 
-def _risk_html(role: str, figures: dict[str, Any], refused: bool) -> str:
+def _risk_html(role: str, figures: dict[str, Any], refused: bool) -> Markup:
     e = html.escape
     m = figures["measured"]
     kept = figures.get("kept")
@@ -158,14 +116,127 @@ def _risk_html(role: str, figures: dict[str, Any], refused: bool) -> str:
         )
     verdict = "refused" if refused else ("pass" if figures["passed"] else figures["action"])
     cells = "".join(f"<tr><th>{e(a)}</th><td>{e(b)}</td></tr>" for a, b in rows)
-    return f"<h4>role {e(role)}: {e(verdict)}</h4><table>{cells}</table>" + histogram_svg(
-        m.get("histogram", []), int(figures["k_target"])
+    # Every text above is escaped here: the page's template takes it as markup.
+    return Markup(  # noqa: S704
+        f"<h4>role {e(role)}: {e(verdict)}</h4><table>{cells}</table>"
+        + histogram_svg(m.get("histogram", []), int(figures["k_target"]))
     )
 
 
+def _dash(value: object) -> object:
+    """An absent value as a dash: a page never shows `None`, `{}` or `[]`."""
+    empty = isinstance(value, str | dict | list | Undefined) and not value
+    return "—" if value is None or empty else value
+
+
+def _num(value: object) -> object:
+    if value is None or isinstance(value, bool | Undefined):
+        return _dash(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return value
+
+
+def _secs(value: object) -> str:
+    return f"{value:.2f} s" if isinstance(value, int | float) else "—"
+
+
+def _when(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(_dash(value))
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("securepipe", "resources/templates"),
+        autoescape=select_autoescape(["html"]),
+        # Reports of older versions lack newer fields: an absent one renders as a dash.
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(dash=_dash, num=_num, secs=_secs, when=_when)
+    env.globals.update(risk_html=_risk_html, version=__version__)
+    return env
+
+
+def render_html(report: Mapping[str, Any], root: str = "../", matrix: bool = False) -> str:
+    """The page of one run report; `root` is the path from the page to the reports folder."""
+    return _env().get_template("run.html").render(report=report, root=root, matrix=matrix)
+
+
+def render_index(runs: Sequence[Mapping[str, Any]], matrix: bool = False) -> str:
+    """The index of runs (audit rows, newest first) with each table's quarantine reasons over
+    time; a run links to its report page when it wrote one (a nightly run that did not fail)."""
+    shown = []
+    for run in runs:
+        linked = run["job"] == "nightly" and run["status"] != "error" and run.get("run_date")
+        report = f"{run['run_date']}/{run['run_id']}.html" if linked else None
+        shown.append({**run, "report": report})
+    return (
+        _env()
+        .get_template("index.html")
+        .render(
+            runs=shown, reasons=_reasons_over_time(runs), root="", matrix=matrix, latest=bool(runs)
+        )
+    )
+
+
+def _reasons_over_time(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    series: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r["started_at"]):
+        tables = run.get("tables")
+        doc = json.loads(tables) if isinstance(tables, str) else (tables or {})
+        for table, entry in sorted(doc.items()):
+            reasons = entry.get("reasons") if isinstance(entry, dict) else None
+            if run["job"] != "nightly" or reasons is None:
+                continue
+            s = series.setdefault(table, {"codes": set(), "runs": []})
+            s["codes"].update(reasons)
+            s["runs"].append(
+                {"run_date": run["run_date"], "run_id": run["run_id"], "counts": reasons}
+            )
+    for s in series.values():
+        s["codes"] = sorted(s["codes"])
+    return series
+
+
+def render_matrix(doc: Mapping[str, Any]) -> str:
+    """Who sees what (`access.views.matrix_doc`): the treatment of each column per role, each
+    role's row filters and key grants, and the re-identification risk policy of each role
+    table."""
+    return _env().get_template("matrix.html").render(**doc, root="", matrix=True)
+
+
 def write_report(spark: SparkSession | None, reports_root: str, report: dict[str, Any]) -> str:
-    """Write `<root>/<run_date>/<run_id>.json` and `.html`; returns the JSON path."""
-    base = f"{reports_root.rstrip('/')}/{report['run_date']}/{report['run_id']}"
-    _write_text(spark, base + ".json", json.dumps(report, indent=2, sort_keys=True, default=str))
-    _write_text(spark, base + ".html", render_html(report))
+    """Write `<root>/<run_date>/<run_id>.json` and `.html`, and `<root>/latest.html`; returns
+    the JSON path."""
+    root = reports_root.rstrip("/")
+    base = f"{root}/{report['run_date']}/{report['run_id']}"
+    report = {**report, "securepipe": __version__, "report_path": base + ".json"}
+    matrix = _exists(f"{root}/access-matrix.html")
+    write_page(spark, base + ".json", json.dumps(report, indent=2, sort_keys=True, default=str))
+    write_page(spark, base + ".html", render_html(report, "../", matrix))
+    write_page(spark, f"{root}/latest.html", render_html(report, "", matrix))
     return base + ".json"
+
+
+def write_index(
+    spark: SparkSession | None, reports_root: str, runs: Sequence[Mapping[str, Any]]
+) -> str:
+    """Write `<root>/index.html` from the audit rows `runs` (newest first); returns its path."""
+    root = reports_root.rstrip("/")
+    path = f"{root}/index.html"
+    write_page(spark, path, render_index(runs, _exists(f"{root}/access-matrix.html")))
+    return path
+
+
+def _exists(uri: str) -> bool:
+    """Whether a local file exists (an object store's pages just link)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return Path(uri.removeprefix("file://")).exists()
+    return True

@@ -10,14 +10,15 @@ from datetime import UTC, date, datetime
 
 from pyspark.sql import SparkSession
 
+from securepipe.access.matrix import matrix_doc
 from securepipe.access.policy import AccessPolicy
 from securepipe.access.publish import publish_role_tables
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
-from securepipe.io.audit import AuditEntry, append_audit, new_run_id
+from securepipe.io.audit import AuditEntry, append_audit, new_run_id, recent_runs
 from securepipe.io.delta import spark_log_context
-from securepipe.io.reports import write_report
+from securepipe.io.reports import render_matrix, write_index, write_page, write_report
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
 from securepipe.logs import log_context
@@ -175,9 +176,23 @@ def run_nightly(
         finally:
             try:
                 _audit(spark, cfg, run_id, day, started, status, message, results, keys)
+                _write_pages(spark, cfg, policy)
             finally:
                 # Metrics and lineage of every run, refused or failed included; never raises.
                 monitor.finish(RunEnd(status, message, results, keys))
+
+
+def _write_pages(spark: SparkSession, cfg: PipelineConfig, policy: AccessPolicy | None) -> None:
+    """The reports' index of runs (from the audit table) and the access matrix page; a failure
+    here is logged and never fails the run (its tables and audit row are written already)."""
+    layout = Layout.of(cfg)
+    try:
+        if policy is not None:
+            page = render_matrix(matrix_doc(cfg, policy))
+            write_page(spark, f"{layout.reports}/access-matrix.html", page)
+        write_index(spark, layout.reports, recent_runs(spark, layout.audit))
+    except Exception as exc:
+        _log.warning("reports index not written: %s", _error_class(exc))
 
 
 def _error_class(exc: BaseException) -> str:
@@ -285,6 +300,7 @@ def _audit(
                 "rows_quarantined": t.rows_quarantined,
                 "rows_erased": t.rows_erased,
                 "encryptions": t.encryptions,
+                "reasons": t.reasons,
             }
             for t in results
         },

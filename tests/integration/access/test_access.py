@@ -211,7 +211,14 @@ def test_access_matrix_cli_prints_and_writes_html(env) -> None:
     assert "mask:bucket(width=1000)" in out.read_text()
     # The re-identification risk policy of each role table (k and l), on both.
     assert "analyst/customers: k>=5, l>=2, action suppress" in proc.stdout
-    assert re.search(r"<td>analyst</td><td>customers</td><td>5</td><td>2</td>", out.read_text())
+    page = out.read_text()
+    assert re.search(
+        r"<td>analyst</td><td>customers</td><td class=\"n\">5</td><td class=\"n\">2</td>", page
+    )
+    # Row filters and key grants, on both.
+    assert "<code>region = :region</code>" in page and "subject_kek" in page
+    assert "support: may decrypt with subject_kek" in proc.stdout
+    assert "customers: rows where region = :region" in proc.stdout
 
 
 def _policy_error(tmp_path: Path, role: dict[str, Any]) -> str:
