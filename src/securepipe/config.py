@@ -271,6 +271,31 @@ class SparkSettings(_Model):
     )
 
 
+_CATALOG_NAME = r"^[a-z_][a-z0-9_]*$"
+
+
+class CatalogConfig(_Model):
+    """`catalog:`: also register the lakehouse's tables in the session catalog (a Hive
+    metastore), one database per zone, so they can be queried and granted by name
+    (`securepipe.customers`, `access_analyst.customers`). Paths keep working without it."""
+
+    metastore: Literal["embedded", "external"] = Field(
+        default="embedded",
+        description=(
+            "embedded: a Derby metastore in <lakehouse>/_catalog (local lakehouse, one process "
+            "at a time); external: the Hive metastore that spark.conf or spark-submit --conf "
+            "names (spark.hadoop.hive.metastore.uris)"
+        ),
+    )
+    database: str = Field(default="securepipe", pattern=_CATALOG_NAME)
+    quarantine_database: str = Field(default="securepipe_quarantine", pattern=_CATALOG_NAME)
+    access_prefix: str = Field(
+        default="access_",
+        pattern=_CATALOG_NAME,
+        description="role tables go to the database <access_prefix><role>",
+    )
+
+
 class ErasureConfig(_Model):
     """Keys of the subject key store: `kek` (aead) wraps subject keys, `index_key` (hmac)
     hashes subject ids."""
@@ -361,7 +386,18 @@ class PipelineConfig(_Model):
     erasure: ErasureConfig | None = None
     gates: dict[str, GateConfig] = Field(default_factory=dict)
     monitoring: MonitoringConfig = MonitoringConfig()
+    catalog: CatalogConfig | None = None
     source_file: str = ""
+
+    @model_validator(mode="after")
+    def _embedded_metastore_is_local(self) -> PipelineConfig:
+        remote = "://" in self.lakehouse and not self.lakehouse.startswith("file:")
+        if self.catalog and self.catalog.metastore == "embedded" and remote:
+            raise ValueError(
+                "catalog.metastore embedded keeps a Derby database in the lakehouse, which "
+                "must then be local; use metastore: external with an object-store lakehouse"
+            )
+        return self
 
     @field_validator("lakehouse", "landing")
     @classmethod

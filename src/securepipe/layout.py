@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from securepipe.config import PipelineConfig
+from securepipe.config import CatalogConfig, PipelineConfig
 
 __all__ = ["Layout", "storage_root"]
 
@@ -37,11 +37,14 @@ class Layout:
     root: str  # the lakehouse as Spark sees it (URI, or an absolute local path)
     landing: str  # the landing root, likewise
     lock_folder: str | None = None  # `lock_dir:` of the configuration, if set
+    catalog: CatalogConfig | None = None  # `catalog:` of the configuration, if set
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         """The layout of the configured lakehouse."""
-        return cls(storage_root(cfg.lakehouse), storage_root(cfg.landing), cfg.lock_dir)
+        return cls(
+            storage_root(cfg.lakehouse), storage_root(cfg.landing), cfg.lock_dir, cfg.catalog
+        )
 
     @property
     def local(self) -> bool:
@@ -59,6 +62,25 @@ class Layout:
     def access(self, role: str, table: str) -> str:
         """Where role `role`'s copy of `table` lives."""
         return f"{self.root}/access/{role}/{table}"
+
+    @property
+    def catalog_folder(self) -> str:
+        """`<lakehouse>/_catalog`: the session's warehouse folder and, with an embedded
+        metastore, its Derby database and log (never the working directory)."""
+        return f"{self.root}/_catalog"
+
+    def table_name(self, table: str) -> str | None:
+        """`<database>.<table>`: the published table's name in the catalog (None without one)."""
+        return f"{self.catalog.database}.{table}" if self.catalog else None
+
+    def quarantine_name(self, table: str) -> str | None:
+        """The quarantine table's name in the catalog (None without one)."""
+        return f"{self.catalog.quarantine_database}.{table}" if self.catalog else None
+
+    def access_name(self, role: str, table: str) -> str | None:
+        """`<access_prefix><role>.<table>`: role `role`'s table in the catalog (None without
+        one)."""
+        return f"{self.catalog.access_prefix}{role}.{table}" if self.catalog else None
 
     @property
     def audit(self) -> str:

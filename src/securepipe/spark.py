@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,9 +17,10 @@ from urllib.parse import urlparse
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from securepipe.config import SparkSettings
+from securepipe.config import CatalogConfig, SparkSettings
 from securepipe.errors import ConfigError
 from securepipe.jars import MAVEN_COORDINATES, S3_PACKAGES, local_jars
+from securepipe.layout import storage_root
 
 __all__ = [
     "AUTH_SECRET_ENV",
@@ -27,6 +29,7 @@ __all__ = [
     "REDACTION_REGEX",
     "S3A_DEFAULTS",
     "SECURE_DEFAULTS",
+    "catalog_settings",
     "configure_builder",
     "is_object_store",
     "submitted_conf",
@@ -154,8 +157,42 @@ def _auth_secret() -> str | None:
     return None
 
 
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+
+def catalog_settings(lakehouse: str | None, catalog: CatalogConfig | None) -> dict[str, str]:
+    """The session's warehouse folder and, with `catalog:`, the Hive catalog.
+
+    A local lakehouse keeps Spark's warehouse folder in `<lakehouse>/_catalog/warehouse`, never
+    in the working directory. With `catalog:` the session uses the Hive catalog; an embedded
+    metastore is a Derby database in `<lakehouse>/_catalog/metastore_db` (an external one is
+    named by `spark.hadoop.hive.metastore.uris` in `spark.conf` or `--conf`).
+    """
+    if lakehouse is None:
+        return {}
+    root = storage_root(lakehouse)
+    out: dict[str, str] = {}
+    local = "://" not in root or root.startswith("file:")
+    if local or catalog is not None:
+        out["spark.sql.warehouse.dir"] = f"{root}/_catalog/warehouse"
+    if catalog is not None:
+        out["spark.sql.catalogImplementation"] = "hive"
+        if catalog.metastore == "embedded":
+            folder = root.removeprefix("file://").removeprefix("file:")
+            out["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+                f"jdbc:derby:;databaseName={folder}/_catalog/metastore_db;create=true"
+            )
+            # Derby's own log, which it would otherwise write to the working directory.
+            out[_DRIVER_JAVA_OPTIONS] = f"-Dderby.stream.error.file={folder}/_catalog/derby.log"
+    return out
+
+
 def configure_builder(
-    builder: SparkSession.Builder, settings: SparkSettings, lakehouse: str | None = None
+    builder: SparkSession.Builder,
+    settings: SparkSettings,
+    lakehouse: str | None = None,
+    catalog: CatalogConfig | None = None,
+    driver_java_options: Sequence[str] = (),
 ) -> SparkSession.Builder:
     """Add Delta Lake, the jars and securepipe's secure defaults to a session builder.
 
@@ -169,6 +206,9 @@ def configure_builder(
         builder: a `SparkSession.builder` (possibly already configured by the caller).
         settings: the typed `spark:` section of the pipeline configuration.
         lakehouse: the lakehouse root; an `s3a://` root adds hadoop-aws and the S3A defaults.
+        catalog: the configuration's `catalog:` section (`catalog_settings`).
+        driver_java_options: more options for the driver JVM (when this process starts it),
+            added to the configuration's `spark.driver.extraJavaOptions`.
 
     Returns:
         The same builder, for chaining; call `.getOrCreate()` in a job or a test fixture.
@@ -229,12 +269,18 @@ def configure_builder(
         options["spark.jars.ivy"] = str(Path(settings.ivy_dir).resolve())
     if s3:
         options.update(S3A_DEFAULTS)
+    placed = catalog_settings(lakehouse, catalog)
+    java = [settings.conf.get(_DRIVER_JAVA_OPTIONS, ""), placed.pop(_DRIVER_JAVA_OPTIONS, "")]
+    options.update(placed)
     secret = _auth_secret()
     if secret is not None:
         # Redacted by spark.redaction.regex ("secret") in the UI, logs and event logs.
         options["spark.authenticate"] = "true"
         options["spark.authenticate.secret"] = secret
     options.update(settings.conf)
+    java_options = " ".join(o for o in [*java, *driver_java_options] if o)
+    if java_options:
+        options[_DRIVER_JAVA_OPTIONS] = java_options
     for key, value in options.items():
         if key not in given:  # the submitter's setting stands
             builder = builder.config(key, value)

@@ -329,3 +329,54 @@ def test_relative_paths_follow_the_config_file_not_the_working_directory(
     assert given.lakehouse == str(elsewhere / "lh") and given.landing == "s3a://b/land"
     # Paths are not part of what a commit records: the fingerprint does not move.
     assert given.fingerprint() == cfg.fingerprint()
+
+
+def test_the_warehouse_and_an_embedded_metastore_live_in_the_lakehouse(tmp_path) -> None:
+    from pyspark.sql import SparkSession
+
+    from securepipe.config import CatalogConfig, SparkSettings
+    from securepipe.spark import configure_builder
+
+    lake = tmp_path / "lake"
+    settings = SparkSettings(jars="provided", conf={"spark.driver.extraJavaOptions": "-Dmine=1"})
+    plain = configure_builder(SparkSession.Builder(), settings, str(lake))._options
+    # Without a catalog: the warehouse folder is not the working directory's spark-warehouse.
+    assert plain["spark.sql.warehouse.dir"] == f"{lake}/_catalog/warehouse"
+    assert "spark.sql.catalogImplementation" not in plain
+    assert plain["spark.driver.extraJavaOptions"] == "-Dmine=1"
+    embedded = configure_builder(
+        SparkSession.Builder(),
+        settings,
+        str(lake),
+        CatalogConfig(),
+        driver_java_options=["-Dlog4j2.configurationFile=x"],
+    )._options
+    assert embedded["spark.sql.catalogImplementation"] == "hive"
+    assert (
+        f"databaseName={lake}/_catalog/metastore_db"
+        in (embedded["spark.hadoop.javax.jdo.option.ConnectionURL"])
+    )
+    # The configuration's options, Derby's log in the lakehouse, then the caller's: all kept.
+    assert embedded["spark.driver.extraJavaOptions"] == (
+        f"-Dmine=1 -Dderby.stream.error.file={lake}/_catalog/derby.log -Dlog4j2.configurationFile=x"
+    )
+    external = configure_builder(
+        SparkSession.Builder(), settings, "s3a://bucket/lake", CatalogConfig(metastore="external")
+    )._options
+    assert external["spark.sql.catalogImplementation"] == "hive"
+    assert "spark.hadoop.javax.jdo.option.ConnectionURL" not in external
+
+
+def test_catalog_names_come_from_the_layout_and_are_checked(tmp_path) -> None:
+    from securepipe.layout import Layout
+
+    cfg = load_cfg(CONF, lakehouse=str(tmp_path), catalog={"access_prefix": "role_"})
+    layout = Layout.of(cfg)
+    assert layout.table_name("customers") == "securepipe.customers"
+    assert layout.quarantine_name("customers") == "securepipe_quarantine.customers"
+    assert layout.access_name("analyst", "customers") == "role_analyst.customers"
+    assert Layout.of(load_cfg(CONF, lakehouse=str(tmp_path))).table_name("customers") is None
+    with pytest.raises(ConfigError, match=r"catalog\.database"):
+        load_cfg(CONF, lakehouse=str(tmp_path), catalog={"database": "Bad-Name"})
+    with pytest.raises(ConfigError, match="metastore embedded keeps a Derby database"):
+        load_cfg(CONF, lakehouse="s3a://bucket/lake", catalog={"metastore": "embedded"})

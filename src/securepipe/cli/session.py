@@ -54,9 +54,10 @@ def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
     """One session for one command, stopped however the command ends."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     cfg = loaded.cfg
-    builder = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse)
-    if json_logs(sys.stderr):
-        builder = _json_jvm_logs(builder, cfg.spark.conf)
+    java = _json_jvm_logs(cfg.spark.conf) if json_logs(sys.stderr) else []
+    builder = configure_builder(
+        SparkSession.builder, cfg.spark, cfg.lakehouse, cfg.catalog, driver_java_options=java
+    )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
@@ -65,13 +66,10 @@ def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
         spark.stop()
 
 
-def _json_jvm_logs(builder: SparkSession.Builder, conf: Mapping[str, str]) -> SparkSession.Builder:
+def _json_jvm_logs(conf: Mapping[str, str]) -> list[str]:
     """The driver JVM logs JSON lines (Spark's JSON template) on the same stream as ours,
     warnings and up, unless the configuration already names a log4j2 configuration."""
-    given = conf.get(_DRIVER_JAVA_OPTIONS, "")
-    if "log4j2.configurationFile" in given:
-        return builder
+    if "log4j2.configurationFile" in conf.get(_DRIVER_JAVA_OPTIONS, ""):
+        return []
     path = resources.files("securepipe").joinpath("resources", "log4j2-json.properties")
-    return builder.config(
-        _DRIVER_JAVA_OPTIONS, f"{given} -Dlog4j2.configurationFile={path}".strip()
-    )
+    return [f"-Dlog4j2.configurationFile={path}"]

@@ -17,6 +17,7 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id, recent_runs
+from securepipe.io.catalog import register_table
 from securepipe.io.delta import spark_log_context
 from securepipe.io.reports import render_matrix, write_index, write_page, write_report
 from securepipe.layout import Layout
@@ -241,10 +242,29 @@ def _run_tables(
                     roles = publish_role_tables(spark, cfg, policy, name, run_id, keys)
                 table_result.access, table_result.risk = roles.versions, roles.risk
                 table_result.access_refused = roles.refused
+            if cfg.catalog is not None and table_result.status != TableStatus.GATE_FAILED:
+                register_tables(spark, Layout.of(cfg), table_result)
     count_encryptions(cfg, kept_encryptions(results))
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())
     return result
+
+
+def register_tables(spark: SparkSession, layout: Layout, result: TableResult) -> None:
+    """Name the table's published, quarantine and role tables in the catalog (`catalog:`)."""
+    table = result.table
+    found = [
+        (layout.table_name(table), layout.table(table), result.table_version),
+        (layout.quarantine_name(table), layout.quarantine(table), result.quarantine_version),
+        *(
+            (layout.access_name(role, table), layout.access(role, table), version)
+            for role, version in result.access.items()
+        ),
+    ]
+    for name, location, version in found:
+        known = name is not None and version is not None and version >= 0
+        if known and register_table(spark, str(name), location):
+            _log.info("catalog: %s names %s", name, location)
 
 
 def kept_encryptions(results: Iterable[TableResult]) -> dict[str, int]:
