@@ -83,11 +83,14 @@ dist: $(STAMP)
 cluster-test: setup
 	$(VENV)/bin/pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
-## docker-test: build docker/Dockerfile with podman and run the demo in the image (root; installs
-## podman, runc and debootstrap from Debian). Not part of `make test`: about 5 minutes.
+## docker-test: build docker/Dockerfile with podman, run the demo in the image, then start
+## docker/compose.yaml with podman-compose (secret, master, worker, nightly job) and read its tables
+## back (root; installs podman, podman-compose, runc and debootstrap from Debian). Not part of
+## `make test`: about 15 minutes on 2 cores.
 docker-test: setup
-	@command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q podman runc debootstrap
+	@command -v podman >/dev/null 2>&1 && command -v podman-compose >/dev/null 2>&1 && \
+	  command -v debootstrap >/dev/null 2>&1 || \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q podman podman-compose runc debootstrap
 	bash docker/podman-test.sh
 
 unit: setup

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# `make docker-test`: build docker/Dockerfile with podman and run the demo inside the image, on a
-# machine without a Docker engine or registry access (see DESIGN.md §6):
+# `make docker-test`: build docker/Dockerfile with podman, run the demo inside the image, then start
+# docker/compose.yaml as documented (podman-compose: secret, master, worker, nightly job) and read
+# the job's tables back with delta-rs, on a machine without a Docker engine or registry access:
 #   - the base image is built locally: debootstrap bookworm (minbase) + `podman import`;
 #   - podman runs with runc and explicit ulimits (CONTAINERS_CONF below);
 #   - pip and the jar download inside the build trust the host's CA bundle (mounted read-only);
 #   - `--format docker` keeps the HEALTHCHECK (the OCI format drops it).
-# Needs root (debootstrap, rootful podman) and the Debian packages podman, runc, debootstrap.
+# Needs root (debootstrap, rootful podman) and the Debian packages podman, podman-compose, runc,
+# debootstrap. `docker/podman-test.sh compose` runs only the compose part on a built image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=.cache/docker
 image=localhost/securepipe:0.1.0
 base=localhost/securepipe-base:bookworm
 mkdir -p "$work"
-for tool in podman runc debootstrap; do
-  command -v "$tool" >/dev/null || { echo "docker-test: $tool is missing (apt-get install podman runc debootstrap)" >&2; exit 1; }
+for tool in podman podman-compose runc debootstrap; do
+  command -v "$tool" >/dev/null || { echo "docker-test: $tool is missing (apt-get install podman podman-compose runc debootstrap)" >&2; exit 1; }
 done
+part=${1:-all}
 cat > "$work/containers.conf" <<'CONF'
 [containers]
 default_ulimits = ["nofile=1024:20000", "nproc=4096:4096"]
@@ -23,6 +26,7 @@ runtime = "runc"
 CONF
 export CONTAINERS_CONF="$PWD/$work/containers.conf"
 
+if [ "$part" = all ]; then
 if ! podman image exists "$base"; then
   [ -x "$work/rootfs/bin/bash" ] || debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian
   tar -C "$work/rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$base"
@@ -62,3 +66,39 @@ for table in ("customers", "transactions"):
 assert (lake / "access" / "analyst" / "customers" / "_delta_log").is_dir()
 print("docker-test: image built, healthcheck passed, demo published in the container")
 PY
+fi
+
+# The compose stack as the README documents it, with podman-compose: the secret service, the
+# master, the worker and the nightly job (exit code = the job's), on a project of its own.
+project=securepipe-test
+compose() { podman-compose -p "$project" -f docker/compose.yaml "$@"; }
+cleanup() { compose down -v >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+cleanup
+set +e
+RUN_DATE=2026-11-28 timeout 1200 podman-compose -p "$project" -f docker/compose.yaml up \
+  --no-build --abort-on-container-exit --exit-code-from nightly > "$work/compose.log" 2>&1
+code=$?
+set -e
+tail -n 40 "$work/compose.log"
+[ "$code" = 0 ] || { echo "docker-test: the compose stack's nightly job exited $code" >&2; exit 1; }
+# The secret in its volume: the image's user, 0400; the tables read back with delta-rs.
+secret=$(podman volume inspect --format '{{.Mountpoint}}' "${project}_spark-secret")
+[ "$(stat -c '%u %a' "$secret/secret")" = "10001 400" ] || { echo "docker-test: secret is $(stat -c '%u %a' "$secret/secret")" >&2; exit 1; }
+lake=$(podman volume inspect --format '{{.Mountpoint}}' "${project}_lakehouse")
+.venv/bin/python - "$lake" <<'PY'
+import os, sys
+from pathlib import Path
+from deltalake import DeltaTable
+lake = Path(sys.argv[1]) / "lakehouse"
+for table in ("customers", "transactions"):
+    dt = DeltaTable(str(lake / "tables" / table))
+    rows = dt.to_pyarrow_table(columns=["run_date"]).num_rows
+    print(f"compose: {table} version {dt.version()}, {rows} rows published")
+    assert rows > 0
+assert (lake / "access" / "analyst" / "customers" / "_delta_log").is_dir()
+print("docker-test: the compose stack ran the nightly job on its cluster; tables read back")
+sys.stdout.flush()
+os._exit(0)
+PY
+

@@ -54,7 +54,6 @@ def test_hadolint_refuses_a_root_latest_image(tmp_path: Path) -> None:
 def test_compose_file_is_valid(tmp_path: Path) -> None:
     work = tmp_path / "docker"
     shutil.copytree(DOCKER, work)
-    (work / "spark-secret").write_text("0" * 64)
     proc = subprocess.run(
         [_tool("docker-compose"), "-f", str(work / "compose.yaml"), "config", "-q"],
         capture_output=True,
@@ -72,19 +71,28 @@ def test_dockerfile_hardening() -> None:
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert re.search(r"^HEALTHCHECK ", text, re.M)
     assert "openjdk-17-jre-headless" in text and "python3-venv" in text
+    # JAVA_HOME names no architecture (amd64, arm64 ... builds alike).
+    assert re.search(r"JAVA_HOME=/usr/lib/jvm/java-17 ", text)
+    assert not re.search(r"amd64|arm64|aarch64", text)
     assert "securepipe.jars fetch" in text  # Delta jars baked in, checksum-verified
 
 
 def test_compose_services_hardening() -> None:
     doc = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = doc["services"]
-    assert {"spark-master", "spark-worker", "nightly", "kms"} <= set(services)
+    assert {"spark-secret", "spark-master", "spark-worker", "nightly", "kms"} <= set(services)
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
         if name != "kms":
-            assert "spark_secret" in svc["secrets"]
             assert svc["cap_drop"] == ["ALL"]
+    # The shared secret lives in a volume the first service fills (mode 0400, the image's user):
+    # no host file whose owner and mode the container's user could not read, no value here.
+    assert "0o400" in " ".join(services["spark-secret"]["command"])
+    assert "spark-secret:/run/spark-secret" in services["spark-secret"]["volumes"]
+    for name in ("spark-master", "spark-worker", "nightly"):
+        assert "spark-secret:/run/spark-secret:ro" in services[name]["volumes"], name
+    assert "secrets" not in doc and "spark-secret" in doc["volumes"]
     for name in ("spark-master", "spark-worker"):
         assert services[name]["healthcheck"]["test"]
         assert "--properties-file /opt/securepipe/conf/spark-defaults.conf" in " ".join(
@@ -95,4 +103,4 @@ def test_compose_services_hardening() -> None:
     assert "lakehouse:/data" in runner["volumes"]
     # The secret is a file, never a value in the compose file or its environment.
     assert "SECUREPIPE_SPARK_AUTH_SECRET" not in runner["environment"]
-    assert doc["secrets"]["spark_secret"] == {"file": "./spark-secret"}
+    assert runner["environment"]["SECUREPIPE_SPARK_AUTH_SECRET_FILE"] == "/run/spark-secret/secret"
