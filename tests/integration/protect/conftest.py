@@ -12,7 +12,7 @@ _KEY = "spark.sql.codegen.factoryMode"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def with_codegen(spark) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def with_codegen(spark) -> Iterator[None]:
     before = spark.conf.get(_KEY, None)
     spark.conf.set(_KEY, "FALLBACK")  # Spark's default: generated code, interpreted on failure
     assert spark.conf.get(_KEY) == "FALLBACK"
