@@ -134,6 +134,28 @@ def submitted_conf() -> dict[str, str]:
     return given
 
 
+_DELTA_CLASS = "io.delta.sql.DeltaSparkSessionExtension"
+
+
+def _refuse_a_driver_without_delta(jars: str) -> None:
+    """Under spark-submit the driver JVM runs already: `spark.jars` set now reaches neither its
+    class path nor Delta's session extension. A submission without Delta on it is refused with
+    the `--jars` value that fixes it (instead of a failure deep inside the first Delta call)."""
+    if not under_spark_submit():
+        return
+    SparkContext._ensure_initialized()  # attaches to spark-submit's JVM; starts nothing
+    jvm: Any = SparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()  # has --jars
+    try:
+        jvm.java.lang.Class.forName(_DELTA_CLASS, False, loader)
+    except Exception:
+        raise ConfigError(
+            "spark-submit started the driver without the Delta jars, and spark.jars: local "
+            f"cannot add them to a running JVM: submit with --jars {jars} (or --packages "
+            "io.delta:delta-spark_2.13:<version>, and spark.jars: provided)"
+        ) from None
+
+
 def is_object_store(location: str) -> bool:
     """True for an `s3a://` location (the object store securepipe supports)."""
     return location.startswith("s3a://")
@@ -263,6 +285,7 @@ def configure_builder(
         except FileNotFoundError as exc:
             raise ConfigError(str(exc)) from None
         options["spark.jars"] = ",".join(str(p.resolve()) for p in jars)
+        _refuse_a_driver_without_delta(options["spark.jars"])
     elif settings.jars == "packages":
         packages = MAVEN_COORDINATES + (S3_PACKAGES if s3 else ())
         options["spark.jars.packages"] = ",".join(packages)

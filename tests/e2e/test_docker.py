@@ -98,6 +98,12 @@ def test_compose_services_hardening() -> None:
         assert "--properties-file /opt/securepipe/conf/spark-defaults.conf" in " ".join(
             services[name]["command"]
         )
+    # The key store: written by the job runner, read-only on the worker, absent from the master.
+    assert "keys:/opt/securepipe/.secrets" in services["nightly"]["volumes"]
+    assert "keys:/opt/securepipe/.secrets:ro" in services["spark-worker"]["volumes"]
+    assert not any("keys:" in v for v in services["spark-master"]["volumes"])
+    # The worker's work folder is one its non-root user can write (not under SPARK_HOME).
+    assert "--work-dir /tmp/spark-worker" in " ".join(services["spark-worker"]["command"])
     runner = services["nightly"]
     assert "jobs/nightly.py" in " ".join(runner["command"])
     assert "lakehouse:/data" in runner["volumes"]

@@ -74,7 +74,9 @@ def _securepipe(
 
 
 def test_spark_submit_nightly_publishes_and_exits_0(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, jars="provided", master=None)
+    # The shipped `jars: local` with the jars given to spark-submit, as the README's line (the
+    # cluster test covers `jars: provided`).
+    cfg = _config(tmp_path, jars="local", master=None)
     generate_landing(tmp_path / "landing", "2026-11-27", rows=100)
     jars = ",".join(str(p) for p in local_jars(ROOT / ".cache" / "jars"))
     proc = subprocess.run(
@@ -214,6 +216,28 @@ def test_run_without_a_master_key_exits_1_and_keys_init_creates_it(tmp_path: Pat
     init = _securepipe("keys", "init", "--config", str(cfg))
     assert init.returncode == 0, init.stderr[-2000:]
     assert master.exists() and master.stat().st_mode & 0o777 == 0o600
+
+
+def test_spark_submit_without_the_delta_jars_is_refused_naming_them(tmp_path: Path) -> None:
+    """`jars: local` cannot put jars on a driver JVM spark-submit already started: the job
+    stops before any work and says which --jars to pass."""
+    cfg = _config(tmp_path, jars="local", master=None)
+    proc = subprocess.run(
+        [
+            *(str(BIN / "spark-submit"), "--master", "local[1]", str(ROOT / "jobs" / "nightly.py")),
+            *("--config", str(cfg), "--date", "2026-11-27"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    jars = ",".join(str(p.resolve()) for p in local_jars(ROOT / ".cache" / "jars"))
+    # spark-submit's PythonRunner sends the driver's stderr to its own stdout.
+    assert f"submit with --jars {jars}" in proc.stdout + proc.stderr
+    assert not (tmp_path / "lakehouse" / "tables").exists()
 
 
 def test_demo_creates_its_master_key_and_publishes_two_nights_and_a_rerun(
