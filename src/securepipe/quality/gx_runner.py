@@ -12,7 +12,7 @@ from typing import Any
 
 import great_expectations as gx
 from great_expectations.data_context.types.base import ProgressBarsConfig
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from securepipe.config import ExpectationSpec, GateConfig, TableConfig
 from securepipe.protect.registry import operator_for
@@ -40,6 +40,22 @@ def _safe_observed(value: Any, column: str | None, table_cfg: TableConfig) -> An
     return value
 
 
+_CONTEXTS: dict[int, tuple[Any, Any]] = {}
+
+
+def _context(spark: SparkSession) -> tuple[Any, Any]:
+    """One ephemeral GX context (and Spark data source) per process and session, reused by every
+    suite run: a new context per run costs about a second and grows the process over nights."""
+    key = id(spark)
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()  # a new session (tests, a restarted job): start afresh
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        _CONTEXTS[key] = (context, context.data_sources.add_spark(name="securepipe"))
+    return _CONTEXTS[key]
+
+
 def run_suite(
     df: DataFrame, gate: GateConfig, specs: list[ExpectationSpec], table_cfg: TableConfig
 ) -> list[dict[str, Any]]:
@@ -50,18 +66,21 @@ def run_suite(
     """
     if not specs:
         return []
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_spark(name="securepipe")
-    asset = source.add_dataframe_asset(name=f"gate_{gate.name}")
-    batch = asset.add_batch_definition_whole_dataframe("batch")
-    suite = context.suites.add(gx.ExpectationSuite(name=gate.name))
+    context, source = _context(df.sparkSession)
+    asset_name = f"gate_{gate.name}"
+    if asset_name in source.get_asset_names():
+        asset = source.get_asset(asset_name)
+        batch = asset.get_batch_definition("batch")
+    else:
+        asset = source.add_dataframe_asset(name=asset_name)
+        batch = asset.add_batch_definition_whole_dataframe("batch")
+    suite = gx.ExpectationSuite(name=gate.name)
     for spec in specs:
         suite.add_expectation(
             getattr(gx.expectations, gx_class_name(spec.expectation))(**spec.kwargs)
         )
-    validation = context.validation_definitions.add(
+    suite = context.suites.add_or_update(suite)
+    validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{gate.name}_validation", data=batch, suite=suite)
     )
     result = validation.run(batch_parameters={"dataframe": df}, result_format=_RESULT_FORMAT)
