@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,36 +49,36 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(
+    args: argparse.Namespace, path: str, local_read: Callable[[str], Any], spark_read: str
+) -> Any:
+    """`local_read(local path)` by delta-rs, or the Spark handler `spark_read(args, path)`."""
+    local = local_table(path)
+    return local_read(local) if local is not None else resolve(spark_read)(args, path)
+
+
+def _print(args: argparse.Namespace, docs: list[dict[str, Any]], lines: list[str]) -> int:
+    """JSON lines with `--json`, else the lines for people."""
+    if args.json:
+        for doc in docs:
+            print(json.dumps(doc, sort_keys=True, default=str))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
 def history(args: argparse.Namespace) -> int:
     """Commits of a table (or its quarantine) with their compliance records."""
     cfg = _config(args)
     cfg.table(args.table)
     layout = Layout.of(cfg)
     path = layout.quarantine(args.table) if args.quarantine else layout.table(args.table)
-    local = local_table(path)
-    if local is not None:
-        entries = log_history(local, args.limit)
-    else:
-        entries = resolve("tables:history_entries")(args, path)
-    if args.json:
-        for entry in entries:
-            print(json.dumps(entry, sort_keys=True))
-    else:
-        print("\n".join(render.history_lines(entries)))
-    return 0
+    entries = _read(args, path, lambda p: log_history(p, args.limit), "tables:history_entries")
+    return _print(args, entries, render.history_lines(entries))
 
 
 def audit(args: argparse.Namespace) -> int:
     """The run log, newest first."""
     path = Layout.of(_config(args)).audit
-    local = local_table(path)
-    if local is not None:
-        rows = audit_rows(local, args.limit)
-    else:
-        rows = resolve("tables:audit_rows")(args, path)
-    if args.json:
-        for row in rows:
-            print(json.dumps(render.audit_doc(row), sort_keys=True, default=str))
-    else:
-        print("\n".join(render.audit_lines(rows)))
-    return 0
+    rows = _read(args, path, lambda p: audit_rows(p, args.limit), "tables:audit_rows")
+    return _print(args, [render.audit_doc(r) for r in rows], render.audit_lines(rows))
