@@ -79,10 +79,16 @@ def gcm_cipher(key: bytes) -> AESGCM:
     return cipher
 
 
-def gcm_seal(key: bytes, version: int, plaintext: bytes, aad: bytes) -> bytes:
-    """Encrypt with AES-256-GCM under a fresh random nonce and prefix the envelope header."""
-    nonce = new_nonce()
-    return header(version) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+def gcm_seal(
+    key: bytes | AESGCM, version: int, plaintext: bytes, aad: bytes, nonce: bytes = b""
+) -> bytes:
+    """Encrypt with AES-256-GCM under a fresh random nonce and prefix the envelope header.
+
+    `key` may be a prepared cipher (one per key: its key schedule is the costly part), and
+    `nonce` one slice of a bulk `new_nonces` read; never reuse either slice."""
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    nonce = nonce or new_nonce()
+    return header(version) + nonce + cipher.encrypt(nonce, plaintext, aad)
 
 
 def gcm_seal_many(
@@ -117,6 +123,16 @@ def unwrap(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
         raise DecryptionError() from None
 
 
+def aead(key: bytes) -> AESGCM:
+    """A new AES-GCM cipher of `key` (not cached: for keys whose holder decides their life)."""
+    return AESGCM(key)
+
+
+def siv(key: bytes) -> AESSIV:
+    """A new AES-SIV cipher of a 64-byte `key` (not cached)."""
+    return AESSIV(key)
+
+
 def derive_key(key: bytes, length: int, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869, no salt): a sub-key of `key` for the purpose named by `info`."""
     return HKDF(algorithm=SHA256(), length=length, salt=None, info=info).derive(key)
@@ -132,13 +148,15 @@ def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def gcm_open(key: bytes, envelope: bytes, aad: bytes) -> bytes:
-    """Decrypt an envelope made by `gcm_seal`; any failure is one opaque `DecryptionError`."""
+def gcm_open(key: bytes | AESGCM, envelope: bytes, aad: bytes) -> bytes:
+    """Decrypt an envelope made by `gcm_seal` (`key` as there); any failure is one opaque
+    `DecryptionError`."""
     if len(envelope) < HEADER_LEN + NONCE_LEN + TAG_LEN or envelope[0] != FORMAT_V1:
         raise DecryptionError()
     nonce = envelope[HEADER_LEN : HEADER_LEN + NONCE_LEN]
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
     try:
-        return AESGCM(key).decrypt(nonce, envelope[HEADER_LEN + NONCE_LEN :], aad)
+        return cipher.decrypt(nonce, envelope[HEADER_LEN + NONCE_LEN :], aad)
     except (InvalidTag, ValueError):
         raise DecryptionError() from None
 
@@ -155,14 +173,15 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def siv_seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    """Deterministic AES-SIV (RFC 5297): the same input gives the same output."""
-    return AESSIV(key).encrypt(plaintext, [aad])
+def siv_seal(key: bytes | AESSIV, plaintext: bytes, aad: bytes) -> bytes:
+    """Deterministic AES-SIV (RFC 5297): the same input gives the same output (`key` may be a
+    prepared cipher)."""
+    return (key if isinstance(key, AESSIV) else AESSIV(key)).encrypt(plaintext, [aad])
 
 
-def siv_open(key: bytes, data: bytes, aad: bytes) -> bytes:
+def siv_open(key: bytes | AESSIV, data: bytes, aad: bytes) -> bytes:
     """Inverse of `siv_seal`; any failure is one opaque `DecryptionError`."""
     try:
-        return AESSIV(key).decrypt(data, [aad])
+        return (key if isinstance(key, AESSIV) else AESSIV(key)).decrypt(data, [aad])
     except (InvalidTag, ValueError):
         raise DecryptionError() from None

@@ -40,7 +40,39 @@ _WRAP_HEADER = struct.Struct(">BI")
 _LEGACY_WRAP_LEN = 12 + 32 + 16  # nonce | key | tag, before wraps carried their KEK version
 _CACHE_SIZE = 200_000
 _lock = threading.Lock()
-_unwrapped: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+_unwrapped: OrderedDict[tuple[bytes, bytes], _Subject] = OrderedDict()
+
+
+class _Subject:
+    """One unwrapped subject key and the ciphers derived from it, each built on first use and
+    kept with the key (cached per process like it): the table's per-subject columns share
+    them instead of paying a key schedule (or an HKDF) per value and column."""
+
+    __slots__ = ("_fpe", "_gcm", "_siv", "key")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._gcm: Any = None
+        self._siv: Any = None
+        self._fpe: bytes | None = None
+
+    @property
+    def gcm(self) -> Any:
+        if self._gcm is None:
+            self._gcm = p.aead(self.key)
+        return self._gcm
+
+    @property
+    def siv(self) -> Any:
+        if self._siv is None:
+            self._siv = p.siv(p.derive_key(self.key, 64, b"securepipe-subject-daead"))
+        return self._siv
+
+    @property
+    def fpe_key(self) -> bytes:
+        if self._fpe is None:
+            self._fpe = p.derive_key(self.key, 32, b"securepipe-subject-fpe")
+        return self._fpe
 
 
 def subject_hash(index_key: bytes, subject_id: str) -> str:
@@ -88,28 +120,28 @@ def rewrap_subject_key(
     """
     if wrapped_kek_version(wrapped) == version and len(wrapped) != _LEGACY_WRAP_LEN:
         return wrapped
-    return _seal_subject_key(keks[version], version, hashed, _subject_key(keks, hashed, wrapped))
+    return _seal_subject_key(keks[version], version, hashed, _subject(keks, hashed, wrapped).key)
 
 
-def _subject_key(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> bytes:
+def _subject(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> _Subject:
     version = wrapped_kek_version(wrapped)
     kek = keks.get(version)
     if kek is None:  # that KEK version was destroyed: the subject key is gone with it
         raise DecryptionError()
     cache_key = (wrapped, kek[:8])
     with _lock:
-        key = _unwrapped.get(cache_key)
-        if key is not None:
+        found = _unwrapped.get(cache_key)
+        if found is not None:
             _unwrapped.move_to_end(cache_key)
-            return key
+            return found
     legacy = len(wrapped) == _LEGACY_WRAP_LEN
     body = wrapped if legacy else wrapped[_WRAP_HEADER.size :]
-    key = p.unwrap(kek, body, _wrap_aad(hashed, None if legacy else version))
+    subject = _Subject(p.unwrap(kek, body, _wrap_aad(hashed, None if legacy else version)))
     with _lock:
-        _unwrapped[cache_key] = key
+        _unwrapped[cache_key] = subject
         if len(_unwrapped) > _CACHE_SIZE:
             _unwrapped.popitem(last=False)
-    return key
+    return subject
 
 
 def _aad(table: str, column: str, hashed: str) -> bytes:
@@ -121,11 +153,11 @@ def _per_subject(
     values: Sequence[Any],
     hashes: Sequence[str | None],
     wrapped: Sequence[bytes | None],
-    apply: Callable[[bytes, Any, str], Any],
+    apply: Callable[[_Subject, Any, str], Any],
     *,
     reveal: bool,
 ) -> list[Any]:
-    """`apply(subject key, value, subject hash)` row by row; null stays null. A row without a
+    """`apply(subject, value, subject hash)` row by row; null stays null. A row without a
     subject key is null on reveal (the subject was erased) and refused on protect."""
     out: list[Any] = []
     for value, hashed, wkey in zip(values, hashes, wrapped, strict=True):
@@ -134,7 +166,7 @@ def _per_subject(
             continue
         if hashed is None or wkey is None:
             raise DecryptionError()
-        out.append(apply(_subject_key(keks, hashed, wkey), value, hashed))
+        out.append(apply(_subject(keks, hashed, wkey), value, hashed))
     return out
 
 
@@ -152,9 +184,14 @@ def subject_encrypt_many(
         DecryptionError: a row has a value but no usable subject key.
     """
 
-    def seal(key: bytes, value: str, hashed: str) -> bytes:
+    nonces = p.new_nonces(len(values))  # one CSPRNG read; each value its own slice
+    at = iter(range(0, len(nonces), p.NONCE_LEN))
+
+    def seal(subject: _Subject, value: str, hashed: str) -> bytes:
+        i = next(at)
         aad = _aad(table, column, hashed)
-        return p.gcm_seal(key, SUBJECT_KEY_VERSION, value.encode("utf-8"), aad)
+        plain = value.encode("utf-8")
+        return p.gcm_seal(subject.gcm, SUBJECT_KEY_VERSION, plain, aad, nonces[i : i + p.NONCE_LEN])
 
     return _per_subject(keks, values, hashes, wrapped, seal, reveal=False)
 
@@ -169,23 +206,19 @@ def subject_decrypt_many(
 ) -> list[str | None]:
     """Plaintexts; a value whose subject key is gone (erased) comes back as `None`."""
 
-    def open_(key: bytes, envelope: bytes, hashed: str) -> str:
-        return p.gcm_open(key, envelope, _aad(table, column, hashed)).decode("utf-8")
+    def open_(subject: _Subject, envelope: bytes, hashed: str) -> str:
+        return p.gcm_open(subject.gcm, envelope, _aad(table, column, hashed)).decode("utf-8")
 
     return _per_subject(keks, envelopes, hashes, wrapped, open_, reveal=True)
 
 
-def _siv_key(subject_key: bytes) -> bytes:
-    return p.derive_key(subject_key, 64, b"securepipe-subject-daead")
+def _tokenize(subject: _Subject, value: str, hashed: str) -> str:
+    return p.b64url(p.siv_seal(subject.siv, value.encode("utf-8"), hashed.encode()))
 
 
-def _tokenize(key: bytes, value: str, hashed: str) -> str:
-    return p.b64url(p.siv_seal(_siv_key(key), value.encode("utf-8"), hashed.encode()))
-
-
-def _detokenize(key: bytes, token: str, hashed: str) -> str:
+def _detokenize(subject: _Subject, token: str, hashed: str) -> str:
     try:
-        return p.siv_open(_siv_key(key), p.unb64url(token), hashed.encode()).decode("utf-8")
+        return p.siv_open(subject.siv, p.unb64url(token), hashed.encode()).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         raise DecryptionError() from None
 
@@ -208,10 +241,6 @@ def subject_detokenize_many(
 ) -> list[str | None]:
     """Inverse of `subject_tokenize_many`; erased subjects come back as `None`."""
     return _per_subject(keks, tokens, hashes, wrapped, _detokenize, reveal=True)
-
-
-def _fpe_key(subject_key: bytes) -> bytes:
-    return p.derive_key(subject_key, 32, b"securepipe-subject-fpe")
 
 
 def subject_fpe_many(
@@ -245,7 +274,7 @@ def subject_fpe_many(
             raise DecryptionError()
         groups.setdefault((hashed, wkey), []).append(i)
     for (hashed, wkey), rows in groups.items():
-        key = _fpe_key(_subject_key(keks, hashed, wkey))
+        key = _subject(keks, hashed, wkey).fpe_key
         tokens = run(key, alphabet, tweak, [values[i] for i in rows])
         for i, token in zip(rows, tokens, strict=True):
             out[i] = token
