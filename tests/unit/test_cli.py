@@ -66,3 +66,14 @@ def test_help_lists_the_exit_codes_and_the_environment(capsys) -> None:
     for path in (Path(__file__).resolve().parents[2] / "src" / "securepipe").rglob("*.py"):
         used |= set(re.findall(r"SECUREPIPE_[A-Z0-9_]+", path.read_text()))
     assert used <= named, used - named
+
+
+def test_every_command_names_a_handler_that_resolves() -> None:
+    """Handlers are named as strings (lazy imports): a misspelt one would fail only when its
+    command runs; here every command's handler is imported and is a function."""
+    from securepipe.cli.commands import resolve
+
+    for name, command in _subparsers(_parser()).items():
+        handler = command.get_default("handler")
+        assert isinstance(handler, str) and ":" in handler, name
+        assert callable(resolve(handler)), f"{name}: {handler}"
