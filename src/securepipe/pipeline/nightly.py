@@ -262,9 +262,17 @@ def register_tables(spark: SparkSession, layout: Layout, result: TableResult) ->
         ),
     ]
     for name, location, version in found:
-        known = name is not None and version is not None and version >= 0
-        if known and register_table(spark, str(name), location):
-            _log.info("catalog: %s names %s", name, location)
+        if name is None or version is None or version < 0:
+            continue
+        try:
+            if register_table(spark, name, location):
+                _log.info("catalog: %s names %s", name, location)
+        except ConfigError:
+            raise  # the name points elsewhere: a configuration to correct
+        except Exception as exc:
+            # The tables are published already: an unreachable or locked metastore (an embedded
+            # one admits one process) leaves the name for the next night, not a failed run.
+            _log.warning("catalog: %s not registered (%s)", name, _error_class(exc))
 
 
 def kept_encryptions(results: Iterable[TableResult]) -> dict[str, int]:

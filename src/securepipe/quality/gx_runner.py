@@ -40,13 +40,13 @@ def _safe_observed(value: Any, column: str | None, table_cfg: TableConfig) -> An
     return value
 
 
-_CONTEXTS: dict[int, tuple[Any, Any]] = {}
+_CONTEXTS: dict[SparkSession, tuple[Any, Any]] = {}
 
 
 def _context(spark: SparkSession) -> tuple[Any, Any]:
     """One ephemeral GX context (and Spark data source) per process and session, reused by every
     suite run: a new context per run costs about a second and grows the process over nights."""
-    key = id(spark)
+    key = spark  # the session itself: an id could be reused by a later session
     if key not in _CONTEXTS:
         _CONTEXTS.clear()  # a new session (tests, a restarted job): start afresh
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
