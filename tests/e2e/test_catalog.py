@@ -18,7 +18,7 @@ from tests.builders import write_config
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-D1, D2 = "2026-10-20", "2026-10-21"
+D1, D2, D3 = "2026-10-20", "2026-10-21", "2026-10-22"
 
 _QUERY = """
 import json, sys
@@ -55,6 +55,22 @@ try:
 except ConfigError as exc:
     out["repointed"] = str(exc)
 print("RESULT " + json.dumps(out))
+spark.stop()
+"""
+
+
+# Another process holding the embedded metastore (Derby admits one) until its stdin closes.
+_HOLD = """
+import sys
+from pyspark.sql import SparkSession
+from securepipe.pipeline import load_pipeline
+from securepipe.spark import configure_builder
+
+cfg = load_pipeline(sys.argv[1]).cfg
+spark = configure_builder(SparkSession.builder, cfg.spark, cfg.lakehouse, cfg.catalog).getOrCreate()
+spark.sql("SHOW DATABASES").collect()
+print("HOLDING", flush=True)
+sys.stdin.read()
 spark.stop()
 """
 
@@ -131,3 +147,41 @@ def test_nothing_lands_in_the_working_directory(named: dict[str, Any]) -> None:
     assert sorted(p.name for p in named["work"].iterdir()) == []
     catalog = named["tmp"] / "lakehouse" / "_catalog"
     assert (catalog / "metastore_db").is_dir() and (catalog / "derby.log").is_file()
+
+
+def test_a_locked_metastore_delays_the_names_not_the_night(named: dict[str, Any]) -> None:
+    # An overlapping process holds the embedded metastore: the night still publishes (its data
+    # is safe and gated), warns that the names wait, and exits 0.
+    config = named["tmp"] / "conf" / "pipeline.yaml"
+    generate_landing(named["tmp"] / "landing", D3, rows=80, seed=22)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=named["work"],
+        env=_env(),
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "HOLDING"
+        run = subprocess.run(
+            [str(BIN / "securepipe"), "run", "--config", str(config), "--date", D3, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=named["work"],
+            env=_env(),
+            timeout=600,
+        )
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "catalog: securepipe.customers not registered" in run.stderr
+    report, _ = json.JSONDecoder().raw_decode(run.stdout[run.stdout.index("{") :])
+    assert {t["table"]: t["status"] for t in report["tables"]} == {
+        "customers": "published",
+        "transactions": "published",
+    }

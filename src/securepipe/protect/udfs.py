@@ -1,4 +1,4 @@
-"""Factories of vectorised (Arrow) UDFs that protect or reverse a column on the executors.
+"""Factories of Arrow UDFs that protect or reverse a column on the executors.
 
 Each factory takes only serialisable, non-secret arguments (names, parameters and a `KeyHandle`
 holding wrapped keys). The returned UDF unwraps its key inside the Python worker, once per process
@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 from pyspark.sql import Column
-from pyspark.sql.functions import arrow_udf, pandas_udf
+from pyspark.sql.functions import arrow_udf
 from pyspark.sql.types import BinaryType, StringType
 
 from securepipe.crypto.envelope import decrypt_value, encrypt_many, hmac_many
@@ -42,18 +41,6 @@ __all__ = [
 ]
 
 
-def _as_list(values: pd.Series) -> list[Any]:
-    # Arrow hands nulls over as None, NaN or pd.NA depending on the batch: all mean null.
-    return [
-        None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
-        for v in values.astype(object).tolist()
-    ]
-
-
-def _bytes_list(values: pd.Series) -> list[bytes | None]:
-    return [None if v is None else bytes(v) for v in _as_list(values)]
-
-
 def _guard(where: str, fn: Callable[[], list[Any]]) -> list[Any]:
     try:
         return fn()
@@ -64,7 +51,7 @@ def _guard(where: str, fn: Callable[[], list[Any]]) -> list[Any]:
 
 
 def build_encrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
-    """A pandas UDF `string -> binary` sealing each value in an AES-256-GCM envelope.
+    """An Arrow UDF `string -> binary` sealing each value in an AES-256-GCM envelope.
 
     Args:
         table: table name bound into the associated data.
@@ -84,7 +71,7 @@ def build_encrypt_udf(table: str, column: str, handle: KeyHandle):  # type: igno
 
 
 def build_hmac_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
-    """A pandas UDF `string -> string` of HMAC-SHA256 tokens under the current key version."""
+    """An Arrow UDF `string -> string` of HMAC-SHA256 tokens under the current key version."""
     version = handle.current
 
     @arrow_udf(StringType())  # type: ignore[call-overload]
@@ -96,45 +83,48 @@ def build_hmac_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
 
 
 def build_daead_udf(handle: KeyHandle):  # type: ignore[no-untyped-def]
-    """A pandas UDF `string -> string` of AES-SIV tokens under the current key version."""
+    """An Arrow UDF `string -> string` of AES-SIV tokens under the current key version."""
     version, name = handle.current, handle.name
 
-    @pandas_udf(StringType())  # type: ignore[call-overload]
-    def securepipe_daead(values: pd.Series) -> pd.Series:
+    @arrow_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_daead(values: pa.Array) -> pa.Array:
         key = data_keys(handle)[version]
-        return pd.Series(daead_tokenize_many(key, name, version, _as_list(values)), dtype=object)
+        return pa.array(
+            daead_tokenize_many(key, name, version, values.to_pylist()), type=pa.string()
+        )
 
     return securepipe_daead
 
 
 def build_fpe_udf(table: str, column: str, handle: KeyHandle, alphabet: str, tweak: bytes):  # type: ignore[no-untyped-def]
-    """A pandas UDF `string -> string` of FF1 tokens keeping the value's format."""
+    """An Arrow UDF `string -> string` of FF1 tokens keeping the value's format."""
     version = handle.current
     where = f"{table}.{column}"
 
-    @pandas_udf(StringType())  # type: ignore[call-overload]
-    def securepipe_fpe(values: pd.Series) -> pd.Series:
+    @arrow_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_fpe(values: pa.Array) -> pa.Array:
         key = data_keys(handle)[version]
-        out = _guard(where, lambda: fpe_tokenize_many(key, alphabet, tweak, _as_list(values)))
-        return pd.Series(out, dtype=object)
+        clear = values.to_pylist()
+        out = _guard(where, lambda: fpe_tokenize_many(key, alphabet, tweak, clear))
+        return pa.array(out, type=pa.string())
 
     return securepipe_fpe
 
 
 def build_decrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
-    """A pandas UDF `binary -> string` opening envelopes of `table.column` (any key version)."""
+    """An Arrow UDF `binary -> string` opening envelopes of `table.column` (any key version)."""
     where = f"{table}.{column}"
 
-    @pandas_udf(StringType())  # type: ignore[call-overload]
-    def securepipe_decrypt(values: pd.Series) -> pd.Series:
+    @arrow_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_decrypt(values: pa.Array) -> pa.Array:
         def run() -> list[Any]:
             keys = data_keys(handle)
             return [
                 None if v is None else decrypt_value(keys, table, column, v)
-                for v in _bytes_list(values)
+                for v in values.to_pylist()
             ]
 
-        return pd.Series(_guard(where, run), dtype=object)
+        return pa.array(_guard(where, run), type=pa.string())
 
     return securepipe_decrypt
 
@@ -142,41 +132,41 @@ def build_decrypt_udf(table: str, column: str, handle: KeyHandle):  # type: igno
 def build_detokenize_udf(  # type: ignore[no-untyped-def]
     table: str, column: str, handle: KeyHandle, kind: str, alphabet: str = "", tweak: bytes = b""
 ):
-    """A pandas UDF `string -> string` reversing `daead` or `fpe` tokens."""
+    """An Arrow UDF `string -> string` reversing `daead` or `fpe` tokens."""
     where = f"{table}.{column}"
 
-    @pandas_udf(StringType())  # type: ignore[call-overload]
-    def securepipe_detokenize(values: pd.Series) -> pd.Series:
+    @arrow_udf(StringType())  # type: ignore[call-overload]
+    def securepipe_detokenize(values: pa.Array) -> pa.Array:
         def run() -> list[Any]:
             keys = data_keys(handle)
             if kind == "daead":
-                return daead_detokenize_many(keys, handle.name, _as_list(values))
-            return fpe_detokenize_many(keys[handle.current], alphabet, tweak, _as_list(values))
+                return daead_detokenize_many(keys, handle.name, values.to_pylist())
+            return fpe_detokenize_many(keys[handle.current], alphabet, tweak, values.to_pylist())
 
-        return pd.Series(_guard(where, run), dtype=object)
+        return pa.array(_guard(where, run), type=pa.string())
 
     return securepipe_detokenize
 
 
 def build_reencrypt_udf(table: str, column: str, handle: KeyHandle):  # type: ignore[no-untyped-def]
-    """A pandas UDF `binary -> binary` re-sealing envelopes under the current key version.
+    """An Arrow UDF `binary -> binary` re-sealing envelopes under the current key version.
 
     Plaintext exists only inside the UDF, value by value.
     """
     where = f"{table}.{column}"
     version = handle.current
 
-    @pandas_udf(BinaryType())  # type: ignore[call-overload]
-    def securepipe_reencrypt(values: pd.Series) -> pd.Series:
+    @arrow_udf(BinaryType())  # type: ignore[call-overload]
+    def securepipe_reencrypt(values: pa.Array) -> pa.Array:
         def run() -> list[Any]:
             keys = data_keys(handle)
             clear = [
                 None if v is None else decrypt_value(keys, table, column, v)
-                for v in _bytes_list(values)
+                for v in values.to_pylist()
             ]
             return encrypt_many(keys[version], version, table, column, clear)
 
-        return pd.Series(_guard(where, run), dtype=object)
+        return pa.array(_guard(where, run), type=pa.binary())
 
     return securepipe_reencrypt.asNondeterministic()
 

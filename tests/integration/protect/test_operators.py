@@ -331,3 +331,26 @@ def test_reencrypt_moves_a_table_to_the_new_key_version(setup, spark, tmp_path) 
     old = spark.read.format("delta").option("versionAsOf", 0).load(path)
     old_headers = {bytes(r[0])[1:5] for r in old.where("name is not null").select("name").collect()}
     assert old_headers == {(1).to_bytes(4, "big")}
+
+
+def _python_passes(df) -> list[str]:
+    """The Python evaluation nodes of `df`'s executed plan (each is one trip to the workers)."""
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    return [line for line in plan.splitlines() if "EvalPython" in line]
+
+
+def test_every_operator_of_a_table_runs_in_one_python_pass(setup, spark) -> None:
+    # Six cryptographic columns (AES-GCM twice, HMAC twice, AES-SIV, FF1): one Arrow evaluation
+    # node, so each row batch goes to a Python worker once, not once per operator family.
+    protected = protect_columns(setup["typed"], "people", setup["table_cfg"], setup["keys"])
+    passes = _python_passes(protected)
+    assert len(passes) == 1, passes
+    assert "ArrowEvalPython" in passes[0]
+    for udf in ("securepipe_encrypt", "securepipe_hmac", "securepipe_daead", "securepipe_fpe"):
+        assert udf in passes[0], udf
+    stored = spark.createDataFrame(setup["out"].collect(), setup["out"].schema)
+    revealed = reveal(stored, "people", setup["table_cfg"], setup["keys"], ["name", "phone", "ssn"])
+    passes = _python_passes(revealed)
+    assert len(passes) == 1, passes
+    for udf in ("securepipe_decrypt", "securepipe_detokenize"):
+        assert udf in passes[0], udf
