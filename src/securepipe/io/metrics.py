@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Enum, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.exposition import pushadd_to_gateway, write_to_textfile
+from prometheus_client.exposition import push_to_gateway, write_to_textfile
 from prometheus_client.registry import Collector
 
 __all__ = [
@@ -63,9 +63,31 @@ class TableFigures:
     keys: tuple[KeyFigures, ...] = ()
 
 
-def registry_of(tables: Iterable[TableFigures]) -> CollectorRegistry:
-    """A registry holding the metrics of the given tables (one `table` label value each)."""
+# The Pushgateway group that only successful runs push to (its one metric is the time of the
+# last success, which a refused or failed run must leave in place).
+SUCCESS_GROUP = {"push": "success"}
+
+
+def registry_of(
+    tables: Iterable[TableFigures], last_run: bool = True, last_success: bool = True
+) -> CollectorRegistry:
+    """A registry holding the metrics of the given tables (one `table` label value each): the
+    last run's figures and the time of the last success (either may be left out)."""
+    tables = list(tables)
     registry = CollectorRegistry()
+    if last_success:
+        success = Gauge(
+            "securepipe_last_success_timestamp_seconds",
+            "When the last successful run of the table ended (not pushed by a refused or "
+            "failed run)",
+            ("table",),
+            registry=registry,
+        )
+        for t in tables:
+            if t.state == "ok":
+                success.labels(t.table).set(t.ended_at)
+    if not last_run:
+        return registry
 
     def gauge(name: str, doc: str, *labels: str) -> Gauge:
         return Gauge(name, doc, ("table", *labels), registry=registry)
@@ -78,10 +100,6 @@ def registry_of(tables: Iterable[TableFigures]) -> CollectorRegistry:
         states=list(RUN_STATES),
     )
     ended = gauge("securepipe_last_run_timestamp_seconds", "When the last run of the table ended")
-    success = gauge(
-        "securepipe_last_success_timestamp_seconds",
-        "When the last successful run of the table ended (not pushed by a refused or failed run)",
-    )
     duration = gauge("securepipe_last_run_duration_seconds", "Wall time of the table's last run")
     stage = gauge(
         "securepipe_last_run_stage_duration_seconds",
@@ -128,8 +146,6 @@ def registry_of(tables: Iterable[TableFigures]) -> CollectorRegistry:
     for t in tables:
         status.labels(t.table).state(t.state)
         ended.labels(t.table).set(t.ended_at)
-        if t.state == "ok":
-            success.labels(t.table).set(t.ended_at)
         duration.labels(t.table).set(t.seconds)
         for name, seconds in t.stages.items():
             stage.labels(t.table, name).set(seconds)
@@ -173,22 +189,32 @@ class _KeyTotals(Collector):
 def push_metrics(
     gateway: str, job: str, tables: Iterable[TableFigures], timeout: float
 ) -> list[str]:
-    """Push each table's metrics under the grouping key {job, table}; return the tables whose
-    push failed (each logged as a warning, never raised).
+    """Push each table's metrics; return the tables whose push failed (each logged as a
+    warning, never raised).
 
-    POST semantics (`pushadd`): a refused or failed run replaces the metrics it pushes and leaves
-    `securepipe_last_success_timestamp_seconds` of the last success in place.
+    The last run's figures replace the group {job, table} as a whole (PUT), so a run that
+    stopped early leaves no family of an earlier run behind (a stale gate check, a stage it
+    never reached). The time of the last success is in its own group {job, table, push=success}
+    that only successful runs replace: a refused or failed run leaves it in place.
     """
     failed = []
     for t in tables:
         try:
-            pushadd_to_gateway(
+            push_to_gateway(
                 gateway,
                 job=job,
-                registry=registry_of([t]),
+                registry=registry_of([t], last_success=False),
                 grouping_key={"table": t.table},
                 timeout=timeout,
             )
+            if t.state == "ok":
+                push_to_gateway(
+                    gateway,
+                    job=job,
+                    registry=registry_of([t], last_run=False),
+                    grouping_key={"table": t.table, **SUCCESS_GROUP},
+                    timeout=timeout,
+                )
         except Exception as exc:  # monitoring must never fail the run
             failed.append(t.table)
             _log.warning(

@@ -8,7 +8,9 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,47 @@ def test_the_lineage_url_comes_from_the_environment(monkeypatch) -> None:
     )
     monkeypatch.delenv("SECUREPIPE_LINEAGE_URL")
     assert load_cfg(CONF).monitoring.lineage is None
+
+
+def _gateway_samples(gateway: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(gateway + "/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("job") == "stale-test"
+    }
+
+
+def test_a_run_that_stops_early_leaves_nothing_of_the_last_one_but_its_success(
+    pushgateway: str,
+) -> None:
+    ok = replace(
+        FIGURES,
+        state="ok",
+        ended_at=1_800_000_000.0,
+        rows={"read": 10, "published": 10},
+        stages={"read_protect": 1.0, "gate": 2.0, "publish": 3.0},
+        checks={"leak_scan": True},
+    )
+    # A run that stopped in its first stage: no gate checks, no later stages.
+    error = TableFigures(table="customers", state="error", ended_at=1_800_090_000.0, seconds=1.0)
+    assert push_metrics(pushgateway, "stale-test", [ok], timeout=5) == []
+    first = _gateway_samples(pushgateway)
+    assert any(n == "securepipe_last_run_gate_check_passed" for n, _ in first)
+    assert push_metrics(pushgateway, "stale-test", [error], timeout=5) == []
+    after = _gateway_samples(pushgateway)
+    names = {n for n, _ in after}
+    assert "securepipe_last_run_gate_check_passed" not in names
+    assert "securepipe_last_run_stage_duration_seconds" not in names
+    by_name = {n: (dict(ls), v) for (n, ls), v in after.items() if "status" not in n}
+    labels, success = by_name["securepipe_last_success_timestamp_seconds"]
+    assert success == ok.ended_at and labels["table"] == "customers"
+    assert by_name["securepipe_last_run_timestamp_seconds"][1] == error.ended_at
+    states = {
+        dict(ls)["securepipe_last_run_status"]: v
+        for (n, ls), v in after.items()
+        if n == "securepipe_last_run_status"
+    }
+    assert states == {"ok": 0, "gate_failed": 0, "error": 1}
