@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
@@ -19,9 +20,11 @@ from markupsafe import Markup
 from pyspark.sql import SparkSession
 
 from securepipe import __version__
+from securepipe.io.audit import recent_runs
 
 __all__ = [
     "histogram_svg",
+    "refresh_index",
     "render_html",
     "render_index",
     "render_matrix",
@@ -29,6 +32,8 @@ __all__ = [
     "write_page",
     "write_report",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def write_page(spark: SparkSession | None, uri: str, text: str) -> None:
@@ -233,6 +238,15 @@ def write_index(
     path = f"{root}/index.html"
     write_page(spark, path, render_index(runs, _exists(f"{root}/access-matrix.html")))
     return path
+
+
+def refresh_index(spark: SparkSession, reports_root: str, audit_path: str) -> None:
+    """Rewrite the index from the audit table after a job wrote its audit row (a night, an
+    erasure); a failure is logged and never fails the job, whose work is done."""
+    try:
+        write_index(spark, reports_root, recent_runs(spark, audit_path))
+    except Exception as exc:
+        _log.warning("reports index not written: %s", type(exc).__name__)
 
 
 def _exists(uri: str) -> bool:

@@ -35,6 +35,7 @@ from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
 from securepipe.io.delta import compliance_record, delete_matching
+from securepipe.io.reports import refresh_index
 from securepipe.io.rows import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 from securepipe.io.subject_store import (
     add_tombstones,
@@ -182,6 +183,7 @@ def erase_subjects(
         tables={"rows_deleted": result.rows_deleted, "subject_hashes": result.subject_hashes},
     )
     append_audit(spark, layout.audit, [entry])
+    refresh_index(spark, layout.reports, layout.audit)
     return result
 
 

@@ -16,10 +16,10 @@ from securepipe.access.publish import publish_role_tables
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError, GateFailed, SecurePipeError
-from securepipe.io.audit import AuditEntry, append_audit, new_run_id, recent_runs
+from securepipe.io.audit import AuditEntry, append_audit, new_run_id
 from securepipe.io.catalog import register_table
 from securepipe.io.delta import spark_log_context
-from securepipe.io.reports import render_matrix, write_index, write_page, write_report
+from securepipe.io.reports import refresh_index, render_matrix, write_page, write_report
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
 from securepipe.logs import log_context
@@ -191,9 +191,9 @@ def _write_pages(spark: SparkSession, cfg: PipelineConfig, policy: AccessPolicy 
         if policy is not None:
             page = render_matrix(matrix_doc(cfg, policy))
             write_page(spark, f"{layout.reports}/access-matrix.html", page)
-        write_index(spark, layout.reports, recent_runs(spark, layout.audit))
     except Exception as exc:
-        _log.warning("reports index not written: %s", _error_class(exc))
+        _log.warning("access matrix page not written: %s", _error_class(exc))
+    refresh_index(spark, layout.reports, layout.audit)
 
 
 def _error_class(exc: BaseException) -> str:

@@ -280,6 +280,9 @@ def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_
     assert (
         "DSR-0001" in entry["message"] and len(json.loads(entry["tables"])["subject_hashes"]) == 2
     )
+    # The reports' index lists the erasure at once (not at the next night).
+    index = (Path(Layout.of(cfg).reports) / "index.html").read_text()
+    assert entry["run_id"] in index and "DSR-0001" in index
     # verify-erasure's CLI (exit codes, per-column lines) is run in test_erasure_partial.py.
     report = verify_erasure(spark, cfg, [victim], keys, env["policy"])
     assert report["erased"], report

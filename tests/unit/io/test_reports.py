@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from securepipe.access.matrix import matrix_doc
-from securepipe.io.reports import render_html, render_index, render_matrix, write_report
+from securepipe.io.reports import (
+    refresh_index,
+    render_html,
+    render_index,
+    render_matrix,
+    write_report,
+)
 from tests.builders import CONF, loaded
 
 _TEXT = re.compile(r"<(style)\b.*?</\1>|<[^>]+>", re.S)
@@ -140,3 +146,10 @@ def test_the_access_matrix_page_shows_row_filters_and_key_grants() -> None:
     assert "region = :region" in text and "amount &gt;= 1000" in page
     assert re.search(r"support\s+Customer support[^<]*\s+subject_kek", text)
     assert "None" not in text and "{}" not in text
+
+
+def test_an_index_that_cannot_be_refreshed_is_a_warning_not_a_failure(tmp_path, caplog) -> None:
+    reports = tmp_path / "reports"
+    refresh_index(None, str(reports), str(tmp_path / "no-audit-table"))  # type: ignore[arg-type]
+    assert "reports index not written" in caplog.text
+    assert not (reports / "index.html").exists()
