@@ -10,6 +10,7 @@ done; the CLI ends such a command with its own exit code (`securepipe.cli.main`)
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from securepipe.errors import PublishError
 __all__ = [
     "audit_rows",
     "history_entry",
+    "local_commits",
     "local_table",
     "log_history",
     "table_rows",
@@ -62,6 +64,58 @@ def history_entry(
         "operation": operation,
         "record": record,
     }
+
+
+def _commit_versions(log: str) -> list[int] | None:
+    """The versions whose commit file `_delta_log` holds, newest first; None without a log."""
+    try:
+        names = os.listdir(log)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    # `00000000000000000012.json`; temporary files, checksums and checkpoints are not commits.
+    found = [
+        int(n[:20]) for n in names if len(n) == 25 and n.endswith(".json") and n[:20].isdigit()
+    ]
+    return sorted(found, reverse=True)
+
+
+def local_commits(path: str, limit: int | None = None) -> list[dict[str, Any]] | None:
+    """The newest `limit` commits of the local Delta table at `path` as Delta's `history` gives
+    them (version, timestamp, operation, operationMetrics, userMetadata), newest first, read
+    straight from the commit files of its log: no JVM call and no snapshot. None when `path`
+    holds no Delta table.
+
+    The timestamp is the commit file's modification time, as Delta's history reports it (local
+    time, naive, to the millisecond, as Spark returns it).
+    """
+    log = os.path.join(path, "_delta_log")
+    versions = _commit_versions(log)
+    if not versions:
+        return None
+    out = []
+    for version in versions[:limit] if limit else versions:
+        file = os.path.join(log, f"{version:020d}.json")
+        try:
+            with open(file, encoding="utf-8") as handle:
+                actions = (json.loads(line) for line in handle if line.strip())
+                info: dict[str, Any] = next(
+                    (a["commitInfo"] for a in actions if "commitInfo" in a), {}
+                )
+            millis = os.stat(file).st_mtime_ns // 1_000_000
+        except FileNotFoundError:  # removed by log clean-up since the listing
+            continue
+        out.append(
+            {
+                "version": version,
+                "timestamp": datetime.fromtimestamp(millis // 1000).replace(
+                    microsecond=millis % 1000 * 1000
+                ),
+                "operation": info.get("operation", ""),
+                "operationMetrics": info.get("operationMetrics") or {},
+                "userMetadata": info.get("userMetadata"),
+            }
+        )
+    return out
 
 
 def _open(path: str) -> DeltaTable:

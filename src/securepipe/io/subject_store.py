@@ -22,7 +22,7 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType, T
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.crypto.subject import subject_hash
-from securepipe.io.delta import retention_check_disabled, retry_concurrent
+from securepipe.io.delta import commit_log, retention_check_disabled, retry_concurrent
 from securepipe.layout import Layout
 from securepipe.protect.subject_udfs import (
     HASH_COLUMN,
@@ -90,8 +90,8 @@ def _insert_new_hashes(spark: SparkSession, path: str, rows: DataFrame, what: st
         target.alias("t").merge(
             rows.alias("n"), "t.subject_hash = n.subject_hash"
         ).whenNotMatchedInsertAll().execute()
-        last = target.history(1).collect()[0]
-        return int((last["operationMetrics"] or {}).get("numTargetRowsInserted", 0))
+        [last] = commit_log(spark, path, 1) or [{"operationMetrics": {}}]
+        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
 
     return retry_concurrent(merge, what)
 

@@ -10,7 +10,7 @@ import pytest
 
 from securepipe.errors import ConfigError, GateFailed
 from securepipe.io.audit import read_audit
-from securepipe.io.delta import check_retention
+from securepipe.io.delta import check_retention, commit_log, current_version, last_commit
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.locks import RunLocked, run_lock
@@ -71,6 +71,33 @@ def test_time_travel_reads_old_versions_still_protected(ran, spark) -> None:
     assert dict(old.dtypes)["full_name"] == "binary"
     now = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     assert now.count() == 100
+
+
+def test_the_log_reader_gives_what_delta_history_gives(ran, spark, tmp_path) -> None:
+    # Local tables are read from their commit files (no JVM call): every field the pipeline
+    # uses must be what Delta's own `history` says, for every table the nights wrote.
+    from delta.tables import DeltaTable
+
+    cfg, _, _ = ran
+    layout = Layout.of(cfg)
+    paths = [layout.table("customers"), layout.quarantine("customers"), layout.audit]
+    for path in paths:
+        theirs = DeltaTable.forPath(spark, path).history().collect()
+        ours = commit_log(spark, path)
+        assert ours is not None and len(ours) == len(theirs) > 0, path
+        for mine, row in zip(ours, theirs, strict=True):
+            assert mine["version"] == row["version"]
+            assert mine["operation"] == row["operation"]
+            assert mine["userMetadata"] == row["userMetadata"]
+            assert mine["operationMetrics"] == (row["operationMetrics"] or {})
+            assert mine["timestamp"] == row["timestamp"]
+        assert current_version(spark, path) == theirs[0]["version"]
+        assert last_commit(spark, path).version == theirs[0]["version"]
+    assert commit_log(spark, str(tmp_path)) is None  # not a Delta table
+    assert current_version(spark, str(tmp_path / "missing")) == -1
+    assert [c["version"] for c in commit_log(spark, paths[0], 1) or []] == [
+        current_version(spark, paths[0])
+    ]
 
 
 def test_retention_below_the_safety_threshold_is_refused() -> None:
