@@ -55,6 +55,7 @@ from securepipe.io.delta import (
     current_version,
     delete_matching,
     history,
+    is_delta_table,
     is_neutral,
     overwrite_table,
     record_commit,
@@ -201,7 +202,7 @@ class RoleSync:
 def _role_state(spark: SparkSession, path: str) -> tuple[dict[str, Any] | None, int]:
     """The newest commit record of a role table that states its view and source version, and
     the table's latest version (-1 when there is no table). One read of its log."""
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         return None, -1
     entries = history(spark, path, _STATE_SEARCH)
     latest = max((int(e["version"]) for e in entries), default=-1)

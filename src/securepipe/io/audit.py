@@ -25,6 +25,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from securepipe.io.delta import is_delta_table
 from securepipe.io.deltalog import audit_rows, local_table
 
 __all__ = [
@@ -102,7 +103,7 @@ class AuditEntry:
 def append_audit(spark: SparkSession, path: str, entries: Iterable[AuditEntry]) -> None:
     """Append entries to the audit table at `path` (`Layout.audit`; created append-only on first
     use)."""
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         (
             DeltaTable.createIfNotExists(spark)
             .location(path)

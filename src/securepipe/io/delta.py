@@ -32,6 +32,7 @@ __all__ = [
     "delete_matching",
     "ensure_table",
     "history",
+    "is_delta_table",
     "is_neutral",
     "overwrite_table",
     "record_commit",
@@ -67,7 +68,7 @@ def ensure_table(
     `stats_columns`: statistics of a protected column would copy values into the log, and tokens
     or ciphertexts gain nothing from them.
     """
-    if DeltaTable.isDeltaTable(spark, path):
+    if is_delta_table(spark, path):
         return
     stats = [c for c in stats_columns if c != partition_by]
     builder = (
@@ -330,7 +331,7 @@ def commit_log(
     local = _local_path(spark, path)
     if local is not None:
         return local_commits(local, limit)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         return None
     table = DeltaTable.forPath(spark, path)
     rows = (table.history(limit) if limit else table.history()).collect()
@@ -355,6 +356,11 @@ def history(spark: SparkSession, path: str, limit: int | None = None) -> list[di
         history_entry(c["version"], c["timestamp"], c["operation"], c["userMetadata"])
         for c in commits
     ]
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    """Whether `path` holds a Delta table (its log read as `commit_log` does)."""
+    return current_version(spark, path) >= 0
 
 
 def current_version(spark: SparkSession, path: str) -> int:

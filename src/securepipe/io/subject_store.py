@@ -22,7 +22,12 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType, T
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.crypto.subject import subject_hash
-from securepipe.io.delta import commit_log, retention_check_disabled, retry_concurrent
+from securepipe.io.delta import (
+    commit_log,
+    is_delta_table,
+    retention_check_disabled,
+    retry_concurrent,
+)
 from securepipe.layout import Layout
 from securepipe.protect.subject_udfs import (
     HASH_COLUMN,
@@ -65,7 +70,7 @@ TOMBSTONE_SCHEMA = StructType(
 
 
 def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str) -> None:
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         builder = (
             DeltaTable.createIfNotExists(spark)
             .location(path)
@@ -102,7 +107,7 @@ def _store(spark: SparkSession, layout: Layout) -> DataFrame:
 
 
 def _tombstones(spark: SparkSession, layout: Layout) -> DataFrame:
-    if not DeltaTable.isDeltaTable(spark, layout.tombstones):
+    if not is_delta_table(spark, layout.tombstones):
         return spark.createDataFrame([], TOMBSTONE_SCHEMA)
     return spark.read.format("delta").load(layout.tombstones)
 
@@ -192,7 +197,7 @@ def rewrap_store(spark: SparkSession, layout: Layout, kek: KeyHandle) -> int:
     Returns the number of subject keys re-wrapped.
     """
     path = layout.subject_store
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         return 0
     store = spark.read.format("delta").load(path)
     rewrapped = store.select(
@@ -215,7 +220,7 @@ def subject_keys_wrapped_under(spark: SparkSession, layout: Layout, version: int
     """How many subject keys in the store are wrapped by version `version` of the subject KEK
     (destroying that version would erase those subjects)."""
     path = layout.subject_store
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         return 0
     w = F.col("wrapped_key")
     kek_version = F.when(F.length(w) == 60, F.lit(1)).otherwise(
@@ -250,7 +255,7 @@ def count_tombstoned(spark: SparkSession, layout: Layout, hashes: list[str]) -> 
 
 def live_subject_hashes(spark: SparkSession, layout: Layout, hashes: list[str]) -> set[str]:
     """Which of `hashes` still have a key in the store."""
-    if not hashes or not DeltaTable.isDeltaTable(spark, layout.subject_store):
+    if not hashes or not is_delta_table(spark, layout.subject_store):
         return set()
     found = (
         spark.read.format("delta")

@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -34,7 +33,7 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
-from securepipe.io.delta import compliance_record, delete_matching
+from securepipe.io.delta import compliance_record, delete_matching, is_delta_table
 from securepipe.io.reports import refresh_index
 from securepipe.io.rows import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 from securepipe.io.subject_store import (
@@ -164,11 +163,11 @@ def erase_subjects(
             ("tables", layout.table(table)),
             ("quarantine", layout.quarantine(table)),
         ):
-            if DeltaTable.isDeltaTable(spark, path):
+            if is_delta_table(spark, path):
                 result.rows_deleted[f"{kind}/{table}"] = _delete_rows(
                     spark, path, subject, id_df, run_id, table, cfg, hashes
                 )
-        if policy is not None and DeltaTable.isDeltaTable(spark, layout.table(table)):
+        if policy is not None and is_delta_table(spark, layout.table(table)):
             # The role tables replay the erasure commit: the rows are deleted, nothing rebuilt.
             publish_role_tables(spark, cfg, policy, table, run_id, keys)
     _log.info("erasure: %s, rows deleted %s", result.summary(), result.rows_deleted)

@@ -15,6 +15,7 @@ from securepipe.io.delta import (
     DELTA_SAFETY_HOURS,
     check_retention,
     commit_metadata,
+    is_delta_table,
     retention_check_disabled,
 )
 from securepipe.layout import Layout
@@ -33,7 +34,7 @@ def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
         for role in sorted(p.name for p in access_root.iterdir() if p.is_dir()):
             candidates += [layout.access(role, t) for t in cfg.tables]
     candidates.append(layout.audit)
-    return [p for p in candidates if DeltaTable.isDeltaTable(spark, p)]
+    return [p for p in candidates if is_delta_table(spark, p)]
 
 
 def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -12,7 +11,13 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import PublishError
 from securepipe.io.audit import new_run_id
-from securepipe.io.delta import CommitInfo, compliance_record, overwrite_table, retry_concurrent
+from securepipe.io.delta import (
+    CommitInfo,
+    compliance_record,
+    is_delta_table,
+    overwrite_table,
+    retry_concurrent,
+)
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 from securepipe.logs import log_context
@@ -42,7 +47,7 @@ def reencrypt_table(
         PublishError: `path` is not a Delta table, or the write failed (class only).
     """
     table_cfg = cfg.table(table)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         raise PublishError(f"table {table!r}: {path} is not a Delta table")
     df = spark.read.format("delta").load(path)
     exprs = []
