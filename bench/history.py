@@ -82,6 +82,8 @@ def _night(spark: Any, loaded: Any, day: str) -> dict[str, Any]:
         "date": day,
         "seconds": seconds,
         "stages": stages,
+        # Per table too: a stage that grows over the nights is then traced to its table.
+        "tables": {t.table: dict(t.stages) for t in result.tables},
         "rows_read": sum(t.rows_read for t in result.tables),
         "versions": {t.table: t.table_version for t in result.tables},
     }

@@ -155,12 +155,19 @@ def _history_section(d: dict) -> list[str]:  # type: ignore[type-arg]
         "",
         "![history](bench-history.png)",
         "",
-        "| night | seconds | " + " | ".join(nights[-1]["stages"]) + " |",
-        "| ---: | ---: |" + " ---: |" * len(nights[-1]["stages"]),
+    ]
+    # Per-table access times (recorded since 2026-11-30): the role stage of each table.
+    split = [t for t in nights[-1].get("tables", {}) if "access" in nights[-1]["tables"][t]]
+    out += [
+        "| night | seconds | "
+        + " | ".join([*nights[-1]["stages"], *(f"access: {t}" for t in split)])
+        + " |",
+        "| ---: | ---: |" + " ---: |" * (len(nights[-1]["stages"]) + len(split)),
     ]
     for i, n in enumerate(nights, 1):
-        stages = " | ".join(str(n["stages"].get(s, "")) for s in nights[-1]["stages"])
-        out.append(f"| {i} | {n['seconds']} | {stages} |")
+        cells = [str(n["stages"].get(s, "")) for s in nights[-1]["stages"]]
+        cells += [str(n.get("tables", {}).get(t, {}).get("access", "")) for t in split]
+        out.append(f"| {i} | {n['seconds']} | {' | '.join(cells)} |")
     small = d.get("small_night")
     if small:
         out += [
