@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -132,6 +133,20 @@ def _targets() -> list[str]:
     return [*out, ""]
 
 
+def _stage_growth(nights: list[dict]) -> dict[str, float]:  # type: ignore[type-arg]
+    """Per stage: median of the last five nights ÷ median of nights 2-6."""
+    later = nights[1:]
+    if len(later) < 10:
+        return {}
+    out = {}
+    for name in later[-1]["stages"]:
+        first = statistics.median(n["stages"].get(name, 0.0) for n in later[:5])
+        last = statistics.median(n["stages"].get(name, 0.0) for n in later[-5:])
+        if first > 0:
+            out[name] = round(last / first, 2)
+    return out
+
+
 def _history_section(d: dict) -> list[str]:  # type: ignore[type-arg]
     nights = d["nights"]
     out = [
@@ -152,6 +167,12 @@ def _history_section(d: dict) -> list[str]:  # type: ignore[type-arg]
             if d.get("last5_vs_first5")
             else "."
         ),
+        "",
+        "Each stage, the median of the last five nights ÷ the median of nights 2-6 (the wall"
+        " time's ratio can hide a stage that grows behind others that the machine's noise"
+        " shrank): "
+        + ", ".join(f"{name} {ratio}x" for name, ratio in _stage_growth(nights).items())
+        + ".",
         "",
         "![history](bench-history.png)",
         "",
