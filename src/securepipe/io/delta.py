@@ -331,7 +331,7 @@ def commit_log(
     local = _local_path(spark, path)
     if local is not None:
         return local_commits(local, limit)
-    if not is_delta_table(spark, path):
+    if not DeltaTable.isDeltaTable(spark, path):
         return None
     table = DeltaTable.forPath(spark, path)
     rows = (table.history(limit) if limit else table.history()).collect()
