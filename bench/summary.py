@@ -10,6 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_TAX_TARGET_1M = 3.0
+
+
 def _fit(scaling: list[dict]) -> list[str]:  # type: ignore[type-arg]
     """Least-squares t = fixed + per_row * rows over the sizes: linear work shows as small
     residuals; a super-linear stage (a collect, a driver loop) would bend the curve up."""
@@ -34,7 +37,8 @@ def _fit(scaling: list[dict]) -> list[str]:  # type: ignore[type-arg]
 
 def _scale_section(d: dict) -> list[str]:  # type: ignore[type-arg]
     tax = d["security_tax"]
-    met = "met" if tax["ratio"] <= tax["target_ratio"] else "not met"
+    target = _TAX_TARGET_1M  # issue 15's target (scale.py's JSON still names issue 9's 4.0)
+    met = "met" if tax["ratio"] <= target else "not met"
     out = [
         f"## Security tax: secure vs plain job ({tax['rows']:,} customers, {d['when']})",
         "",
@@ -45,7 +49,7 @@ def _scale_section(d: dict) -> list[str]:  # type: ignore[type-arg]
         " row accounting; role tables " + ", ".join(tax["roles"]) + ").",
         "",
         f"**Ratio {tax['ratio']}x** (secure {tax['secure_seconds']} s, plain "
-        f"{tax['plain_seconds']} s; target ≤ {tax['target_ratio']}x: {met}).",
+        f"{tax['plain_seconds']} s; target ≤ {target}x: {met}).",
         "",
         "| stage | seconds |",
         "| --- | ---: |",
@@ -127,8 +131,13 @@ def _targets() -> list[str]:
         "| figure | before (2026-11-29) | now | target | met |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
+    growth = _stage_growth(hist["nights"]) if hist else {}
+    grown = {k: v for k, v in growth.items() if v > 1.15}
     for (name, before, target, ok), value in zip(_TARGETS, values, strict=True):
         now, met = ("not run", "—") if value is None else (str(value), "yes" if ok(value) else "no")
+        if name.startswith("night 30") and met == "yes" and grown:
+            # The wall time met it while a stage grew: not met in substance (history section).
+            met = "no: " + ", ".join(f"{k} stage grew {v}x" for k, v in grown.items())
         out.append(f"| {name} | {before} | {now} | {target} | {met} |")
     return [*out, ""]
 
