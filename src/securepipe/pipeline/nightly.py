@@ -231,6 +231,7 @@ def _run_tables(
     skip_unchanged: bool,
     results: list[TableResult],
 ) -> RunResult:
+    catalog = cfg.catalog is not None  # until the metastore fails once in this night
     for name in names:
         with log_context(table=name):
             table_result = run_table(spark, cfg, name, day, run_id, keys, skip_unchanged)
@@ -242,16 +243,18 @@ def _run_tables(
                     roles = publish_role_tables(spark, cfg, policy, name, run_id, keys)
                 table_result.access, table_result.risk = roles.versions, roles.risk
                 table_result.access_refused = roles.refused
-            if cfg.catalog is not None and table_result.status != TableStatus.GATE_FAILED:
-                register_tables(spark, Layout.of(cfg), table_result)
+            if catalog and table_result.status != TableStatus.GATE_FAILED:
+                catalog = register_tables(spark, Layout.of(cfg), table_result)
     count_encryptions(cfg, kept_encryptions(results))
     result = RunResult(run_id=run_id, run_date=day, config_hash=cfg.fingerprint(), tables=results)
     result.report_path = write_report(spark, Layout.of(cfg).reports, result.as_dict())
     return result
 
 
-def register_tables(spark: SparkSession, layout: Layout, result: TableResult) -> None:
-    """Name the table's published, quarantine and role tables in the catalog (`catalog:`)."""
+def register_tables(spark: SparkSession, layout: Layout, result: TableResult) -> bool:
+    """Name the table's published, quarantine and role tables in the catalog (`catalog:`).
+    Returns False when the metastore failed (each attempt can take a while: the night's other
+    names are not tried and wait for the next night)."""
     table = result.table
     found = [
         (layout.table_name(table), layout.table(table), result.table_version),
@@ -271,8 +274,15 @@ def register_tables(spark: SparkSession, layout: Layout, result: TableResult) ->
             raise  # the name points elsewhere: a configuration to correct
         except Exception as exc:
             # The tables are published already: an unreachable or locked metastore (an embedded
-            # one admits one process) leaves the name for the next night, not a failed run.
-            _log.warning("catalog: %s not registered (%s)", name, _error_class(exc))
+            # one admits one process) leaves the names for the next night, not a failed run.
+            _log.warning(
+                "catalog: %s not registered (%s); the metastore is unavailable, this night's "
+                "other names wait for the next night too",
+                name,
+                _error_class(exc),
+            )
+            return False
+    return True
 
 
 def kept_encryptions(results: Iterable[TableResult]) -> dict[str, int]:
