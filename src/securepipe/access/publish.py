@@ -9,13 +9,16 @@ that version:
 * nightly publishes (`kind: publish`) → only their `run_date` partitions are rewritten;
 * erasures (`kind: erasure`) → the erased subjects' rows are deleted from the dates they were
   in (by the keyed hash of the subject column), or those dates rewritten when the role does
-  not see the subject column as stored;
+  not see the subject column as stored (or its risk policy would refuse); under a `suppress`
+  risk policy a date where the deletion left a class below the policy is rewritten too;
 * OPTIMIZE, VACUUM, property changes → nothing;
 * anything else (a re-encryption, a restore, a change by hand, a log that no longer reaches that
   far), a different view, or no role table yet → a full rebuild from the published table.
 
-So night 365 costs what night 2 costs, a policy change still applies to every past date, and a
-role never keeps a row that the published table no longer has.
+A risk policy measures the dates being written, classes taken within each date
+(`_measure_risk`), so it keeps the same cost. So night 365 costs what night 2 costs, a policy
+change still applies to every past date, and a role never keeps a row that the published table
+no longer has.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ __all__ = [
 PUBLISH_KIND = "publish"
 ERASURE_KIND = "erasure"
 PARTITION_COLUMN = "run_date"
+# Risk classes are measured within each date (see `_measure_risk`).
+_WITHIN = (PARTITION_COLUMN,)
 # How far back a role table's own log is searched for its last state (OPTIMIZE, VACUUM and
 # property commits of `securepipe maintain` carry none).
 _STATE_SEARCH = 50
@@ -309,37 +314,36 @@ def _write(
         .load(layout.table(table))
     )
     risk = _risk(policy, role, table)
+    full = plan.mode == "full"
+    if not full and not plan.run_dates:
+        return "nothing to write", current_version(spark, path), None
     cached: list[DataFrame] = []
     try:
-        dates, figures, small = plan.run_dates, None, None
-        if risk is not None:
-            figures, small, extra = _measure_risk(
-                spark, cfg, policy, role, table, keys, plan, published, cached
-            )
-            dates = tuple(sorted({*dates, *extra}))
-            record = {**record, "risk": figures, "run_dates": list(dates)}
-        source = published if plan.mode == "full" else published.where(_on_dates(dates))
-        # With masks or a risk measure the view is persisted: the gate's aggregation and the
-        # write then read it once (masks reveal values with UDFs; recomputing would decrypt
-        # every masked value again).
+        source = published if full else published.where(_on_dates(plan.run_dates))
+        # With masks or a risk measure the view is persisted: the measure, the gate's
+        # aggregation and the write then read it once (masks reveal values with UDFs;
+        # recomputing would decrypt every masked value again).
         view = role_view(source, cfg, policy, role, table, keys)
-        if small is not None:
-            view = without_classes(view, small, risk)  # type: ignore[arg-type]
         masked = any(t.kind == "mask" for t in role_columns(policy, role, table).values())
-        if masked or small is not None:
+        if masked or risk is not None:
             view = view.persist()
             cached.append(view)
+        figures = None
+        if risk is not None:
+            figures, small = _measure_risk(cfg, policy, role, table, view, plan)
+            record = {**record, "risk": figures}
+            if small is not None:
+                cached.append(small)
+                view = without_classes(view, small, risk, _WITHIN)
         gate = check_role_view(view, cfg, policy, role, table)
         record = {**record, "gate": gate}
-        if plan.mode == "full":
+        if full:
             commit = overwrite_table(
                 view, path, record, partition_by=PARTITION_COLUMN, overwrite_schema=True
             )
             return "full rebuild", commit.version, figures
-        if not dates:
-            return "nothing to write", current_version(spark, path), figures
-        commit = write_partitions(view, path, PARTITION_COLUMN, dates, record)
-        return f"{len(dates)} partition(s)", commit.version, figures
+        commit = write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
+        return f"{len(plan.run_dates)} partition(s)", commit.version, figures
     finally:
         for df in cached:
             df.unpersist()
@@ -360,40 +364,34 @@ def rebuilt_rows(
     if risk is None or risk.action != "suppress":
         return view
     unit = size_unit(cfg, policy, role, table)
-    classes = class_stats(view.select(*measured_columns(risk, unit)), risk, unit)
-    return without_classes(view, classes.where(violating(risk)), risk)
-
-
-def _signature(rows: DataFrame, columns: list[str]) -> DataFrame:
-    """Per date: the rows and a sum of their hashes (which rows a date holds, in one number)."""
-    digest = F.xxhash64(*[c for c in columns if c != PARTITION_COLUMN]).cast("decimal(38,0)")
-    return rows.groupBy(PARTITION_COLUMN).agg(
-        F.count(F.lit(1)).alias("n"), F.sum(digest).alias("digest")
-    )
+    measured = view.select(*_WITHIN, *measured_columns(risk, unit))
+    classes = class_stats(measured, risk, unit, _WITHIN)
+    return without_classes(view, classes.where(violating(risk)), risk, _WITHIN)
 
 
 def _measure_risk(
-    spark: SparkSession,
     cfg: PipelineConfig,
     policy: AccessPolicy,
     role: str,
     table: str,
-    keys: Mapping[str, KeyHandle],
+    view: DataFrame,
     plan: RoleSync,
-    published: DataFrame,
-    cached: list[DataFrame],
-) -> tuple[dict[str, Any], DataFrame | None, tuple[str, ...]]:
-    """Measure the re-identification risk of everything the role would see of the published
-    table (every date, through its view: row filter and masks; only the measured columns are
-    computed) and act as its policy says: `fail` raises, `warn` logs, `suppress` leaves out
-    every row of a class below the policy. Suppression follows the classes as they grow and
-    shrink: a stored date whose rows differ from what it should now hold (a class that reached
-    k brings rows back, one that shrank after a re-run or an erasure takes them out) is
-    rewritten too.
+) -> tuple[dict[str, Any], DataFrame | None]:
+    """Measure the re-identification risk of what the role is about to be given (`view`: the
+    planned dates through its row filter and masks), classes taken within each date, and act as
+    its policy says: `fail` raises, `warn` logs, `suppress` leaves out every row of a class
+    below the policy.
+
+    Within each date, because every reader can select one night: a date whose classes meet the
+    policy cannot give a smaller class over several dates (a class over many dates holds at
+    least the subjects it holds on any one of them), so the whole table meets it too. And a
+    date's rows then depend on that date alone: a night measures its own partition, never the
+    history (night 365 costs what night 2 costs), and no other date needs rewriting when
+    classes grow or shrink.
 
     Returns:
-        The figures (counts only), the classes to leave out (`suppress`, else None) and the
-        stored dates to rewrite besides the planned ones.
+        The figures (counts only) and the classes to leave out (`suppress`, persisted; else
+        None).
 
     Raises:
         RiskGateFailed: `action: fail` and a class below the policy (nothing written).
@@ -401,10 +399,10 @@ def _measure_risk(
     risk = _risk(policy, role, table)
     assert risk is not None
     unit = size_unit(cfg, policy, role, table)
-    columns = [*measured_columns(risk, unit), PARTITION_COLUMN]
-    seen = role_view(published, cfg, policy, role, table, keys).select(*columns).persist()
-    cached.append(seen)
-    figures, classes = assess(seen, risk, unit)
+    figures, classes = assess(
+        view.select(*_WITHIN, *measured_columns(risk, unit)), risk, unit, _WITHIN
+    )
+    figures["measured_dates"] = "all" if plan.mode == "full" else list(plan.run_dates)
     measured, where = figures["measured"], f"role {role!r}, table {table!r}"
     below = f"k={risk.k}" + (f" or l={risk.l_diversity}" if risk.l_diversity else "")
     summary = (
@@ -418,29 +416,33 @@ def _measure_risk(
     if risk.action != "suppress":
         if not figures["passed"]:
             _log.warning("%s; written anyway (action: warn)", summary, extra=extra)
-        return figures, None, ()
-    small = classes.where(violating(risk)).select(*risk.quasi_identifiers).persist()
-    cached.append(small)
-    dates: tuple[str, ...] = ()
-    if plan.mode == "incremental" and plan.role_version >= 0:
-        path = Layout.of(cfg).access(role, table)
-        stored = spark.read.format("delta").load(path).select(*columns)
-        if plan.run_dates:
-            stored = stored.where(~_on_dates(plan.run_dates))
-            others = seen.where(~_on_dates(plan.run_dates))
-        else:
-            others = seen
-        want = _signature(without_classes(others, small, risk), columns).alias("w")
-        have = _signature(stored, columns).alias("h")
-        same = F.col("w.n").eqNullSafe(F.col("h.n")) & F.col("w.digest").eqNullSafe(
-            F.col("h.digest")
-        )
-        changed = want.join(have, PARTITION_COLUMN, "full_outer").where(~same)
-        dates = tuple(sorted(str(r[0]) for r in changed.select(PARTITION_COLUMN).collect()))
-    figures.update(suppressed_rows=measured["rows_violating"], rewritten_dates=list(dates))
+        return figures, None
+    small = classes.where(violating(risk)).select(*_WITHIN, *risk.quasi_identifiers).persist()
+    figures["suppressed_rows"] = measured["rows_violating"]
     if not figures["passed"]:
         _log.warning("%s; those rows suppressed (action: suppress)", summary, extra=extra)
-    return figures, small, dates
+    return figures, small
+
+
+def _violating_dates(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    dates: tuple[str, ...],
+) -> tuple[str, ...]:
+    """The dates among `dates` where the role table as stored holds a class below its risk
+    policy (after an erasure deleted rows from them). The stored rows of a date are whole
+    classes of the published table's view, so a class measured here is the class a rebuild
+    would measure: its date needs rewriting exactly when it is below the policy now."""
+    risk = _risk(policy, role, table)
+    assert risk is not None
+    unit = size_unit(cfg, policy, role, table)
+    stored = spark.read.format("delta").load(Layout.of(cfg).access(role, table))
+    measured = stored.where(_on_dates(dates)).select(*_WITHIN, *measured_columns(risk, unit))
+    small = class_stats(measured, risk, unit, _WITHIN).where(violating(risk))
+    return tuple(sorted({str(r[0]) for r in small.select(PARTITION_COLUMN).distinct().collect()}))
 
 
 def _delete_erased(
@@ -480,10 +482,17 @@ def _on_dates(dates: tuple[str, ...]) -> Column:
 
 
 def _deletable(cfg: PipelineConfig, policy: AccessPolicy, role: str, table: str) -> bool:
+    """Whether an erasure deletes the erased subjects' rows from the role table (it sees the
+    subject column as stored, and no risk gate that refuses could stand in the way: a `fail`
+    policy has the erased dates rewritten, so that a refusal takes them out whole)."""
     subject = cfg.table(table).subject
     treatment = role_columns(policy, role, table).get(str(subject))
+    risk = _risk(policy, role, table)
     return (
-        treatment is not None and treatment.kind in ("clear", "token") and cfg.erasure is not None
+        treatment is not None
+        and treatment.kind in ("clear", "token")
+        and cfg.erasure is not None
+        and (risk is None or risk.action != "fail")
     )
 
 
@@ -545,6 +554,13 @@ def sync_role_table(
             deleted = _delete_erased(spark, cfg, policy, role, table, keys, plan, delete_record)
             prior, version = version, current_version(spark, path)
             claimed = last and version != prior
+            if risk is not None and risk.action == "suppress":
+                # A class the deletion shrank below the policy: its date is rewritten (and
+                # measured again) from the published table.
+                shrunk = _violating_dates(spark, cfg, policy, role, table, plan.erased_dates)
+                if shrunk:
+                    plan = replace(plan, run_dates=tuple(sorted({*plan.run_dates, *shrunk})))
+                    record["run_dates"] = list(plan.run_dates)
         else:
             pending = plan.erased_dates
             plan = replace(
@@ -554,7 +570,7 @@ def sync_role_table(
             )
             record["run_dates"] = list(plan.run_dates)
     done = "erased rows deleted"
-    if plan.mode == "full" or plan.run_dates or (risk is not None and plan.erased_dates):
+    if plan.mode == "full" or plan.run_dates:
         prior = version
         try:
             done, version, figures = _write(spark, cfg, policy, role, table, keys, plan, record)

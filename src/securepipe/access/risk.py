@@ -2,9 +2,11 @@
 
 An *equivalence class* is the set of rows that share the same values of the quasi-identifiers
 (the columns an attacker could link with other data: city, birth year, ...), as the role sees
-them (after masks and the row filter). Its *size* counts distinct subjects when the role sees
-the table's subject column (clear or a deterministic token: a customer who appears on every
-nightly snapshot is one person, not 365), rows otherwise.
+them (after masks and the row filter), within one value of the `within` columns (the access
+stage passes `run_date`: every reader can select one night, so the date is linkable too). Its
+*size* counts distinct subjects when the role sees the table's subject column (clear or a
+deterministic token: a customer with many transactions in a night is one person), rows
+otherwise.
 
 * k: the smallest class size. k-anonymity with target K holds when every class has K or more.
 * l: per sensitive column, the smallest number of distinct (non-null) values within a class.
@@ -68,11 +70,14 @@ def _l_name(i: int) -> str:
     return f"_sp_l{i}"
 
 
-def class_stats(rows: DataFrame, risk: RiskPolicy, unit: str | None) -> DataFrame:
-    """One row per equivalence class: the quasi-identifiers, its size, its rows and the number
-    of distinct values of each sensitive column (pure: DataFrame → DataFrame)."""
+def class_stats(
+    rows: DataFrame, risk: RiskPolicy, unit: str | None, within: Sequence[str] = ()
+) -> DataFrame:
+    """One row per equivalence class (per value of `within`): those columns, the
+    quasi-identifiers, its size, its rows and the number of distinct values of each sensitive
+    column (pure: DataFrame → DataFrame)."""
     size = F.countDistinct(unit) if unit else F.count(F.lit(1))
-    return rows.groupBy(*risk.quasi_identifiers).agg(
+    return rows.groupBy(*within, *risk.quasi_identifiers).agg(
         size.alias(_SIZE),
         F.count(F.lit(1)).alias(_ROWS),
         *[F.countDistinct(c).alias(_l_name(i)) for i, c in enumerate(risk.sensitive)],
@@ -166,15 +171,18 @@ def _summary(classes: DataFrame, risk: RiskPolicy) -> dict[str, Any]:
     return out
 
 
-def assess(rows: DataFrame, risk: RiskPolicy, unit: str | None) -> tuple[dict[str, Any], DataFrame]:
-    """Measure `rows` (what the role would see) against `risk`.
+def assess(
+    rows: DataFrame, risk: RiskPolicy, unit: str | None, within: Sequence[str] = ()
+) -> tuple[dict[str, Any], DataFrame]:
+    """Measure `rows` (what the role would see) against `risk`, classes taken within each value
+    of the `within` columns.
 
     Returns:
         The figures (JSON-ready counts: the policy, `measured` before any action, `kept` for the
         classes that meet the policy, `passed`) and the classes (to suppress with; the caller
         persists or drops them).
     """
-    classes = class_stats(rows, risk, unit)
+    classes = class_stats(rows, risk, unit, within)
     summary: dict[str, Any] = _summary(classes, risk)
     figures: dict[str, Any] = {
         "quasi_identifiers": list(risk.quasi_identifiers),
@@ -183,6 +191,7 @@ def assess(rows: DataFrame, risk: RiskPolicy, unit: str | None) -> tuple[dict[st
         "l_target": risk.l_diversity,
         "action": risk.action,
         "unit": "subjects" if unit else "rows",
+        "classes_within": list(within),
         **summary,
         "passed": summary["measured"]["classes_violating"] == 0,
     }
@@ -200,9 +209,12 @@ def _null_safe_match(
     return renamed, cond
 
 
-def without_classes(rows: DataFrame, classes: DataFrame, risk: RiskPolicy) -> DataFrame:
-    """`rows` minus those in `classes` (nulls match nulls: a null is a class value too)."""
-    renamed, cond = _null_safe_match(rows, classes, risk.quasi_identifiers)
+def without_classes(
+    rows: DataFrame, classes: DataFrame, risk: RiskPolicy, within: Sequence[str] = ()
+) -> DataFrame:
+    """`rows` minus those in `classes` (matched on the `within` columns and the
+    quasi-identifiers; nulls match nulls: a null is a class value too)."""
+    renamed, cond = _null_safe_match(rows, classes, [*within, *risk.quasi_identifiers])
     return rows.join(renamed, cond, "left_anti")
 
 

@@ -87,6 +87,14 @@ def histogram_svg(histogram: list[dict[str, Any]], k_target: int) -> str:
     )
 
 
+def _dates_measured(dates: Any) -> str:
+    if dates is None:
+        return "—"
+    if dates == "all":
+        return "every date (full rebuild)"
+    return ", ".join(str(d) for d in dates) or "none"
+
+
 def _risk_html(role: str, figures: dict[str, Any], refused: bool) -> Markup:
     e = html.escape
     m = figures["measured"]
@@ -95,6 +103,8 @@ def _risk_html(role: str, figures: dict[str, Any], refused: bool) -> Markup:
         ("quasi-identifiers", ", ".join(figures["quasi_identifiers"])),
         ("sensitive", ", ".join(figures["sensitive"]) or "—"),
         ("class size counts", figures["unit"]),
+        ("classes within", ", ".join(figures.get("classes_within") or []) or "the whole table"),
+        ("dates measured", _dates_measured(figures.get("measured_dates"))),
         (
             "policy",
             f"k ≥ {figures['k_target']}"

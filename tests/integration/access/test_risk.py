@@ -147,8 +147,8 @@ def _role_rows(spark, cfg, role: str) -> pd.DataFrame:
 
 
 def _pandas_figures(df: pd.DataFrame, qis: list[str]) -> dict[str, Any]:
-    """The same figures the straightforward way."""
-    classes = df.groupby(qis, dropna=False).agg(
+    """The same figures the straightforward way (classes within each date)."""
+    classes = df.groupby(["run_date", *qis], dropna=False).agg(
         size=("customer_id", "nunique"), rows=("customer_id", "size"), l=("balance", "nunique")
     )
     below = classes[classes["size"] < K]
@@ -165,21 +165,32 @@ def _pandas_figures(df: pd.DataFrame, qis: list[str]) -> dict[str, Any]:
     }
 
 
+def _on(df: pd.DataFrame, day: str) -> pd.DataFrame:
+    return df[df["run_date"].astype(str) == day]
+
+
+def _classes(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return df.groupby(by).agg(size=("customer_id", "nunique"), l=("balance", "nunique"))
+
+
 def test_figures_agree_with_a_pandas_computation(env, spark) -> None:
-    figures = env["refused"].result.tables[0].risk["watch"]  # night 2: both dates
-    df = _role_rows(spark, env["cfg"], "watch")  # warn: every row of the role is there
-    expected = _pandas_figures(df, ["country", "signup_ts"])
-    measured = figures["measured"]
-    assert {k: measured[k] for k in expected} == expected
-    assert figures["unit"] == "subjects" and not figures["passed"]
-    assert sum(b["classes"] for b in measured["histogram"]) == expected["classes"]
-    assert sum(b["rows"] for b in measured["histogram"]) == expected["rows"]
-    sizes = df.groupby(["country", "signup_ts"])["customer_id"].nunique()
-    assert measured["histogram"][0] == {
-        "size": "1",
-        "classes": int((sizes == 1).sum()),
-        "rows": int(df.groupby(["country", "signup_ts"]).size()[sizes == 1].sum()),
-    }
+    watch = _role_rows(spark, env["cfg"], "watch")  # warn: every row of the role is there
+    for result, day in ((env["first"], DAY1), (env["refused"].result, DAY2)):
+        figures = result.tables[0].risk["watch"]
+        df = _on(watch, day)  # each night measured its own date
+        expected = _pandas_figures(df, ["country", "signup_ts"])
+        measured = figures["measured"]
+        assert {k: measured[k] for k in expected} == expected, day
+        assert figures["unit"] == "subjects" and not figures["passed"]
+        assert figures["classes_within"] == ["run_date"]
+        assert sum(b["classes"] for b in measured["histogram"]) == expected["classes"]
+        assert sum(b["rows"] for b in measured["histogram"]) == expected["rows"]
+        sizes = df.groupby(["country", "signup_ts"])["customer_id"].nunique()
+        assert measured["histogram"][0] == {
+            "size": "1",
+            "classes": int((sizes == 1).sum()),
+            "rows": int(df.groupby(["country", "signup_ts"]).size()[sizes == 1].sum()),
+        }
 
 
 def test_a_planted_unique_combination_is_found_and_suppressed(env, spark) -> None:
@@ -187,25 +198,24 @@ def test_a_planted_unique_combination_is_found_and_suppressed(env, spark) -> Non
     watch = _role_rows(spark, cfg, "watch")
     assert (watch["country"] == PLANTED_COUNTRY).sum() == 1  # warn writes it, and says so
     kept = _role_rows(spark, cfg, "suppressed")
-    assert planted not in set(kept["customer_id"])
+    assert planted not in set(_on(kept, DAY1)["customer_id"])
     assert PLANTED_COUNTRY not in set(kept["country"])
-    figures = env["refused"].result.tables[0].risk["suppressed"]
-    expected = _pandas_figures(watch, ["country", "signup_ts"])
-    assert figures["suppressed_rows"] == expected["rows_violating"] == len(watch) - len(kept)
-    # Classes are judged over both nights: a night-1 row whose class reached k with night 2's
-    # rows is back (its date rewritten), not suppressed for ever.
-    assert figures["rewritten_dates"] == [DAY1]
-    night1_kept = env["first"].tables[0].risk["suppressed"]["kept"]["rows"]
-    assert (kept["run_date"].astype(str) == DAY1).sum() > night1_kept
+    nights = [env["first"], env["refused"].result]
+    figures = [n.tables[0].risk["suppressed"] for n in nights]
+    assert figures[0]["measured_dates"] == "all" and figures[1]["measured_dates"] == [DAY2]
+    for day, night in zip((DAY1, DAY2), figures, strict=True):
+        expected = _pandas_figures(_on(watch, day), ["country", "signup_ts"])
+        assert night["suppressed_rows"] == expected["rows_violating"] > 0, day
+        assert night["kept"]["rows"] == len(_on(kept, day)), day
+    assert sum(f["suppressed_rows"] for f in figures) == len(watch) - len(kept)
     # Night 2 synced incrementally, and holds what a full rebuild would.
     assert _equal_to_a_full_rebuild(spark, cfg, env["policy"], "suppressed")
-    # What is left meets the policy: every class has K subjects and L balance buckets.
-    classes = kept.groupby(["country", "signup_ts"]).agg(
-        size=("customer_id", "nunique"), l=("balance", "nunique")
-    )
-    assert len(kept) > 0 and classes["size"].min() >= K and classes["l"].min() >= L
-    assert figures["kept"]["k"] == int(classes["size"].min())
-    assert figures["kept"]["rows"] == len(kept)
+    # What is left meets the policy within each date, hence over the whole table too.
+    for by in (["run_date", "country", "signup_ts"], ["country", "signup_ts"]):
+        classes = _classes(kept, by)
+        assert len(kept) > 0 and classes["size"].min() >= K and classes["l"].min() >= L, by
+    day2 = _classes(_on(kept, DAY2), ["country", "signup_ts"])
+    assert figures[1]["kept"]["k"] == int(day2["size"].min())
 
 
 def test_a_policy_that_generalises_enough_passes(env, spark) -> None:
@@ -233,15 +243,33 @@ def test_fail_leaves_the_role_table_as_it_was_and_the_rest_is_published(env, spa
     assert {str(r[0]) for r in published.select("run_date").distinct().collect()} == {DAY1, DAY2}
 
 
-def test_a_class_that_grows_on_a_later_night_is_measured_over_the_whole_table(env, spark) -> None:
-    # Night 2 added rows to night 1's classes: the figures cover both dates, not tonight's only.
+def test_a_night_measures_its_own_date_and_rewrites_no_other(env, spark) -> None:
+    # Night 2 measured only its date (a date's classes meeting the policy is enough for the
+    # whole table) and wrote only its partition: night 1's rows are as night 1 left them.
     table = env["refused"].result.tables[0]
-    watch = _role_rows(spark, env["cfg"], "watch")
-    assert table.risk["watch"]["measured"]["rows"] == len(watch)
+    cfg = env["cfg"]
+    watch = _role_rows(spark, cfg, "watch")
+    assert table.risk["watch"]["measured"]["rows"] == len(_on(watch, DAY2))
     assert {str(d) for d in watch["run_date"]} == {DAY1, DAY2}
-    kept = _role_rows(spark, env["cfg"], "suppressed")
-    classes = kept.groupby(["country", "signup_ts"])["customer_id"].nunique()
-    assert classes.min() >= K
+    path = Layout.of(cfg).access("suppressed", "customers")
+    last = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    assert json.loads(last["userMetadata"])["run_dates"] == [DAY2]
+    assert _touched(path, int(last["version"])) == {DAY2}
+    kept = _role_rows(spark, cfg, "suppressed")
+    night1_kept = env["first"].tables[0].risk["suppressed"]["kept"]["rows"]
+    assert len(_on(kept, DAY1)) == night1_kept
+
+
+def _touched(path: str, version: int) -> set[str]:
+    """The run dates whose files a commit added or removed."""
+    log = Path(path) / "_delta_log" / f"{version:020d}.json"
+    actions = [json.loads(line) for line in log.read_text().splitlines()]
+    return {
+        a[kind]["partitionValues"]["run_date"]
+        for a in actions
+        for kind in ("add", "remove")
+        if kind in a
+    }
 
 
 def test_no_quasi_identifier_value_in_reports_records_audit_or_logs(env, spark) -> None:
@@ -317,25 +345,30 @@ def test_risk_gate_failed_is_a_gate_failure() -> None:
     assert issubclass(RiskGateFailed, GateFailed) and RiskGateFailed("x").exit_code == 2
 
 
-def test_a_rerun_that_shrinks_classes_takes_rows_of_other_dates_out(env, spark) -> None:
-    """Runs last (it replaces night 2): re-running a date with fewer rows shrinks classes that
-    night 1's rows are in; those rows leave the suppressed role table (their date rewritten)."""
+def test_a_rerun_that_shrinks_classes_rewrites_only_its_date(env, spark) -> None:
+    """Runs last (it replaces night 2): re-running a date with fewer rows shrinks its classes;
+    its rows are measured again, night 1's rows stay as they were."""
     cfg, access = env["cfg"], env["path"].parent / "access"
     _policy(access, fail_qis=["region"])
     policy = load_access_policy(access, cfg)
+    day1_before = _on(_role_rows(spark, cfg, "suppressed"), DAY1)
     generate_landing(cfg.landing, DAY2, rows=40, seed=33)
     rerun = run_nightly(spark, cfg, DAY2, tables=["customers"], policy=policy)
     figures = rerun.tables[0].risk["suppressed"]
-    assert DAY1 in figures["rewritten_dates"]
+    assert figures["measured_dates"] == [DAY2]
     watch, kept = _role_rows(spark, cfg, "watch"), _role_rows(spark, cfg, "suppressed")
-    sizes = watch.groupby(["country", "signup_ts"]).agg(
-        size=("customer_id", "nunique"), l=("balance", "nunique")
-    )
+    assert _rows(_on(kept, DAY1)) == _rows(day1_before)
+    sizes = _classes(watch, ["run_date", "country", "signup_ts"])
     passing = sizes[(sizes["size"] >= K) & (sizes["l"] >= L)].index
-    expected = watch.set_index(["country", "signup_ts"]).index.isin(passing)
-    assert len(kept) == int(expected.sum()) == figures["kept"]["rows"]
-    assert kept.groupby(["country", "signup_ts"])["customer_id"].nunique().min() >= K
+    expected = watch.set_index(["run_date", "country", "signup_ts"]).index.isin(passing)
+    assert len(kept) == int(expected.sum())
+    assert figures["kept"]["rows"] == len(_on(kept, DAY2))
+    assert _classes(kept, ["run_date", "country", "signup_ts"])["size"].min() >= K
     assert _equal_to_a_full_rebuild(spark, cfg, policy, "suppressed")
+
+
+def _rows(df: pd.DataFrame) -> list[tuple[str, ...]]:
+    return sorted(tuple(str(v) for v in r) for r in df.itertuples(index=False))
 
 
 def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env) -> None:
@@ -361,6 +394,46 @@ def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env) -> None:
     assert "role 'strict', table 'customers'" in doc["error"]
     assert set(table["risk"]) == {"watch", "suppressed", "coarse"}  # the others were written
     assert "securepipe: error: " in proc.stderr and PLANTED_COUNTRY not in proc.stdout
+
+
+def test_an_erasure_that_shrinks_a_class_rewrites_that_date_only(env, spark) -> None:
+    """Runs after the re-run: an erasure deletes the erased subjects' rows from the roles that
+    see the subject column; where that leaves a class below k in the suppressing role, the
+    class leaves too (its date rewritten), and the role table still equals a full rebuild."""
+    from securepipe.pipeline.erasure import erase_subjects
+
+    cfg, access = env["cfg"], env["path"].parent / "access"
+    _policy(access, fail_qis=["region"])
+    policy = load_access_policy(access, cfg)
+    qis = ["run_date", "country", "signup_ts"]
+    kept = _role_rows(spark, cfg, "suppressed")
+    members = _on(kept, DAY1).groupby(qis[1:])["customer_id"].agg(lambda c: sorted(set(c)))
+    target = min(members.index, key=lambda i: (len(members[i]), i))
+    victims = members[target][: len(members[target]) - K + 1]  # leaves K - 1 subjects
+    watch_before = _role_rows(spark, cfg, "watch")
+    path = Layout.of(cfg).access("suppressed", "customers")
+    before = int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+    keys = resolve_keys(cfg, list(cfg.tables))
+    erase_subjects(spark, cfg, victims, keys, "erase-shrink", policy)
+
+    kept = _role_rows(spark, cfg, "suppressed")
+    assert not set(victims) & set(kept["customer_id"])
+    day1 = _on(kept, DAY1).set_index(qis[1:]).index
+    assert target not in day1  # the class fell below k: its other members left with it
+    assert _equal_to_a_full_rebuild(spark, cfg, policy, "suppressed")
+    commits = DeltaTable.forPath(spark, path).history().where(f"version > {before}")
+    ops = sorted((int(r["version"]), r["operation"], r["userMetadata"]) for r in commits.collect())
+    assert [op for _, op, _ in ops] == ["MERGE", "WRITE"]  # a delete, then the shrunk dates
+    rewritten = json.loads(ops[1][2])["run_dates"]
+    victim_dates = {
+        str(d) for d in watch_before[watch_before["customer_id"].isin(victims)]["run_date"]
+    }
+    assert DAY1 in rewritten and set(rewritten) <= victim_dates
+    assert _touched(path, ops[1][0]) == set(rewritten)
+    # The warn role only lost the erased subjects' rows.
+    watch = _role_rows(spark, cfg, "watch")
+    assert len(watch) == len(watch_before) - int(watch_before["customer_id"].isin(victims).sum())
 
 
 def test_an_erasure_is_not_held_back_by_a_risk_refusal(spark, tmp_path) -> None:
