@@ -19,7 +19,16 @@ __all__ = [
     "SchemaDriftError",
     "SecurePipeError",
     "SourceError",
+    "error_kind",
 ]
+
+
+def error_kind(exc: BaseException) -> str:
+    """What a log line or an audit record may say of an unexpected error: its class and, for
+    Spark's errors, its error condition (e.g. `DELTA_FAILED_TO_MERGE_FIELDS`). Never the message
+    text: Spark and Py4J messages can quote data values."""
+    condition = getattr(exc, "getCondition", lambda: None)()
+    return type(exc).__name__ + (f" [{condition}]" if condition else "")
 
 
 class SecurePipeError(Exception):

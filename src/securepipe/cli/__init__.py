@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from securepipe.cli.commands import parser, resolve
-from securepipe.errors import SecurePipeError
+from securepipe.errors import SecurePipeError, error_kind
 from securepipe.io import deltalog
 from securepipe.logs import ContextFilter, JsonLines, json_logs
 
@@ -47,13 +47,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _unexpected(exc: BaseException) -> str:
-    # Spark and Py4J messages can quote data values: report only the class and the error
-    # condition, never the message text.
-    condition = getattr(exc, "getCondition", lambda: None)()
     if isinstance(exc, ImportError) and exc.name:
         # A missing module is a deployment mistake (--py-files, the executors' Python).
         return f"unexpected {type(exc).__name__}: no module {exc.name!r} on this Python"
-    return f"unexpected {type(exc).__name__}" + (f" [{condition}]" if condition else "")
+    return f"unexpected {error_kind(exc)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 from securepipe import __version__
-from securepipe.errors import ConfigError, PublishError, SecurePipeError
+from securepipe.errors import ConfigError, PublishError, SecurePipeError, error_kind
 from securepipe.io.deltalog import history_entry, local_commits
 
 __all__ = [
@@ -296,13 +296,6 @@ def commit_records(
             yield record
 
 
-def _error_class(exc: BaseException) -> str:
-    # The error condition (e.g. DELTA_FAILED_TO_MERGE_FIELDS) names the kind of failure without
-    # quoting data; the message text could, so it is never shown.
-    condition = getattr(exc, "getCondition", lambda: None)()
-    return type(exc).__name__ + (f" [{condition}]" if condition else "")
-
-
 _LOCAL: dict[str, str | None] = {}
 
 
@@ -416,7 +409,7 @@ def retry_concurrent(action: Callable[[], T], what: str, attempts: int = 4) -> T
                 _log.warning("%s: concurrent commit, retrying (%d/%d)", what, attempt, attempts)
                 time.sleep(0.5 * 2**attempt)
                 continue
-            reason = "concurrent writers kept winning" if is_conflict(exc) else _error_class(exc)
+            reason = "concurrent writers kept winning" if is_conflict(exc) else error_kind(exc)
             raise PublishError(f"{what} failed ({reason})") from None
     raise PublishError(f"{what} failed")  # pragma: no cover
 

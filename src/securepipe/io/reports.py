@@ -20,6 +20,7 @@ from markupsafe import Markup
 from pyspark.sql import SparkSession
 
 from securepipe import __version__
+from securepipe.errors import error_kind
 from securepipe.io.audit import recent_runs
 
 __all__ = [
@@ -256,7 +257,7 @@ def refresh_index(spark: SparkSession, reports_root: str, audit_path: str) -> No
     try:
         write_index(spark, reports_root, recent_runs(spark, audit_path))
     except Exception as exc:
-        _log.warning("reports index not written: %s", type(exc).__name__)
+        _log.warning("reports index not written: %s", error_kind(exc))
 
 
 def _exists(uri: str) -> bool:

@@ -15,7 +15,7 @@ from securepipe.access.policy import AccessPolicy
 from securepipe.access.publish import publish_role_tables
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.errors import ConfigError, GateFailed, SecurePipeError
+from securepipe.errors import ConfigError, GateFailed, SecurePipeError, error_kind
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
 from securepipe.io.catalog import register_table
 from securepipe.io.delta import spark_log_context
@@ -172,7 +172,7 @@ def run_nightly(
             status, message = TableStatus.GATE_FAILED.value, str(exc)
             raise
         except Exception as exc:
-            message = str(exc) if isinstance(exc, SecurePipeError) else _error_class(exc)
+            message = str(exc) if isinstance(exc, SecurePipeError) else error_kind(exc)
             raise
         finally:
             try:
@@ -192,14 +192,8 @@ def _write_pages(spark: SparkSession, cfg: PipelineConfig, policy: AccessPolicy 
             page = render_matrix(matrix_doc(cfg, policy))
             write_page(spark, f"{layout.reports}/access-matrix.html", page)
     except Exception as exc:
-        _log.warning("access matrix page not written: %s", _error_class(exc))
+        _log.warning("access matrix page not written: %s", error_kind(exc))
     refresh_index(spark, layout.reports, layout.audit)
-
-
-def _error_class(exc: BaseException) -> str:
-    # Spark messages can quote data values: the class and the error condition only.
-    condition = getattr(exc, "getCondition", lambda: None)()
-    return type(exc).__name__ + (f" [{condition}]" if condition else "")
 
 
 def _raise_if_refused(result: RunResult) -> None:
@@ -279,7 +273,7 @@ def register_tables(spark: SparkSession, layout: Layout, result: TableResult) ->
                 "catalog: %s not registered (%s); the metastore is unavailable, this night's "
                 "other names wait for the next night too",
                 name,
-                _error_class(exc),
+                error_kind(exc),
             )
             return False
     return True

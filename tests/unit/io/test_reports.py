@@ -153,3 +153,19 @@ def test_an_index_that_cannot_be_refreshed_is_a_warning_not_a_failure(tmp_path, 
     refresh_index(None, str(reports), str(tmp_path / "no-audit-table"))  # type: ignore[arg-type]
     assert "reports index not written" in caplog.text
     assert not (reports / "index.html").exists()
+
+
+def test_a_failed_refresh_names_the_error_condition_never_its_message(
+    tmp_path, caplog, monkeypatch
+) -> None:
+    class SparkLike(Exception):
+        def getCondition(self) -> str:  # PySpark's name
+            return "DELTA_TABLE_NOT_FOUND"
+
+    def fail(*_: object) -> None:
+        raise SparkLike("value 'Jane Doe' in row 7")
+
+    monkeypatch.setattr("securepipe.io.reports.recent_runs", fail)
+    refresh_index(None, str(tmp_path / "reports"), "audit")  # type: ignore[arg-type]
+    assert "SparkLike [DELTA_TABLE_NOT_FOUND]" in caplog.text
+    assert "Jane" not in caplog.text
