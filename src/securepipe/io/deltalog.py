@@ -85,8 +85,9 @@ def local_commits(path: str, limit: int | None = None) -> list[dict[str, Any]] |
     straight from the commit files of its log: no JVM call and no snapshot. None when `path`
     holds no Delta table.
 
-    The timestamp is the commit file's modification time, as Delta's history reports it (local
-    time, naive, to the millisecond, as Spark returns it).
+    The timestamp is the commit's in-commit timestamp when the table records them
+    (`delta.enableInCommitTimestamps`), else the commit file's modification time: what Delta's
+    history reports (local time, naive, to the millisecond, as Spark returns it).
     """
     log = os.path.join(path, "_delta_log")
     versions = _commit_versions(log)
@@ -101,7 +102,8 @@ def local_commits(path: str, limit: int | None = None) -> list[dict[str, Any]] |
                 info: dict[str, Any] = next(
                     (a["commitInfo"] for a in actions if "commitInfo" in a), {}
                 )
-            millis = os.stat(file).st_mtime_ns // 1_000_000
+            stamp = info.get("inCommitTimestamp")
+            millis = int(stamp) if stamp is not None else os.stat(file).st_mtime_ns // 1_000_000
         except FileNotFoundError:  # removed by log clean-up since the listing
             continue
         out.append(

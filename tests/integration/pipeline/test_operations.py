@@ -93,6 +93,20 @@ def test_the_log_reader_gives_what_delta_history_gives(ran, spark, tmp_path) -> 
             assert mine["timestamp"] == row["timestamp"]
         assert current_version(spark, path) == theirs[0]["version"]
         assert last_commit(spark, path).version == theirs[0]["version"]
+    # A table with in-commit timestamps: Delta's history gives those, not the file times.
+    ict = str(tmp_path / "ict")
+    spark.sql(
+        f"CREATE TABLE delta.`{ict}` (id LONG) USING delta "
+        "TBLPROPERTIES ('delta.enableInCommitTimestamps' = 'true')"
+    )
+    spark.range(3).write.format("delta").mode("append").save(ict)
+    for commit in (tmp_path / "ict" / "_delta_log").glob("*.json"):
+        os.utime(commit, (1_000_000_000, 1_000_000_000))  # 2001: far from the commit's time
+    theirs = DeltaTable.forPath(spark, ict).history().collect()
+    ours = commit_log(spark, ict)
+    assert ours is not None
+    assert [c["timestamp"] for c in ours] == [r["timestamp"] for r in theirs]
+    assert all(c["timestamp"].year > 2001 for c in ours)
     assert commit_log(spark, str(tmp_path)) is None  # not a Delta table
     assert current_version(spark, str(tmp_path / "missing")) == -1
     assert [c["version"] for c in commit_log(spark, paths[0], 1) or []] == [
