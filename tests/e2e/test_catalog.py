@@ -88,7 +88,8 @@ def named(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     config = write_config(tmp, catalog)
     for i, day in enumerate((D1, D2)):
-        generate_landing(tmp / "landing", day, rows=80, seed=20 + i)
+        # 400: enough for the analyst's classes (k 5 within each date) to keep rows.
+        generate_landing(tmp / "landing", day, rows=400, seed=20 + i)
     work = tmp / "work"  # the working directory of both processes
     work.mkdir()
     run = subprocess.run(
@@ -130,9 +131,9 @@ def test_a_name_reads_what_its_path_holds_after_two_nights(named: dict[str, Any]
         figures = result[name]
         assert figures["rows"] == figures["path_rows"] > 0, name
         assert figures["columns"], name
-    # Two nights of 80 customers (less quarantined) under one name: the second night found the
-    # names registered and left them alone.
-    assert result["securepipe.customers"]["rows"] >= 150
+    # Two nights of 400 customers (less quarantined) under one name: the second night found
+    # the names registered and left them alone.
+    assert result["securepipe.customers"]["rows"] >= 700
     assert result["analyst_regions"] == ["EU"]  # the role table's row filter, by name too
     assert named["run"].stderr.count("catalog: securepipe.customers names") == 1
 
@@ -187,3 +188,8 @@ def test_a_locked_metastore_delays_the_names_not_the_night(named: dict[str, Any]
         "customers": "published",
         "transactions": "published",
     }
+    # 80 customers leave no analyst class of 5 within the night: its role table had nothing to
+    # write and recorded its sync in an empty commit made by path, not through the locked
+    # metastore.
+    [customers] = [t for t in report["tables"] if t["table"] == "customers"]
+    assert customers["risk"]["analyst"]["kept"]["rows"] == 0

@@ -196,14 +196,24 @@ def delete_matching(
 
 
 def record_commit(spark: SparkSession, path: str, record: dict[str, Any]) -> CommitInfo:
-    """Commit `record` to the table at `path` without changing a row (a table property that
-    names the commit time), for work that found nothing to write: Delta does not record empty
-    writes, and the record must still say that the work was done."""
+    """Commit `record` to the table at `path` without changing a row or a property, for work
+    that found nothing to write: Delta does not record empty writes, and the record must still
+    say that the work was done.
+
+    The commit is an empty `SET TBLPROPERTIES` made through the table's Delta log, by path:
+    SQL's `ALTER TABLE` on the path would first ask the session catalog, which fails while
+    another process holds an embedded metastore (a night must not, for a role table with no
+    rows)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    delta = jvm.org.apache.spark.sql.delta
+    scala = jvm.scala.collection.immutable
+    no_properties = getattr(getattr(scala, "Map$"), "MODULE$").empty()
+    no_actions = getattr(getattr(scala, "Nil$"), "MODULE$")
+    log = delta.DeltaLog.forTable(spark._jsparkSession, path)
+    operation = getattr(delta, "DeltaOperations$SetTableProperties")(no_properties)
     with commit_metadata(spark, record):
-        spark.sql(
-            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
-            f"('securepipe.recordedAt' = '{datetime.now(UTC).isoformat()}')"
-        )
+        log.startTransaction().commit(no_actions, operation)
     return last_commit(spark, path)
 
 
