@@ -182,6 +182,9 @@ def view_fingerprint(
         # What is suppressed depends on it; absent, fingerprints stay as they were before risk
         # policies existed (no rebuild of every role table on upgrade).
         payload["risk"] = risk.model_dump(mode="json")
+        # Role tables written when classes spanned every date are rebuilt once, under
+        # per-date classes (else their old dates would keep the old measure).
+        payload["risk"]["classes_within"] = list(_WITHIN)
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
