@@ -52,6 +52,7 @@ from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import GateFailed, RiskGateFailed
 from securepipe.io.delta import (
+    commit_carrying,
     commit_metadata,
     commits_since,
     compliance_record,
@@ -305,10 +306,11 @@ def _write(
     keys: Mapping[str, KeyHandle],
     plan: RoleSync,
     record: dict[str, Any],
-) -> tuple[str, int, dict[str, Any] | None]:
+) -> tuple[str, int | None, dict[str, Any] | None]:
     """Write the role's rows of the planned dates (all of them for `full`) from the published
     table at `plan.source_version`, gated (and, with a risk policy, measured and acted on).
-    Returns what was done, the table's version and the risk figures."""
+    Returns what was done, the version of the commit made (None: Delta made none, there was
+    nothing to write) and the risk figures."""
     layout = Layout.of(cfg)
     path = layout.access(role, table)
     published = (
@@ -319,7 +321,7 @@ def _write(
     risk = _risk(policy, role, table)
     full = plan.mode == "full"
     if not full and not plan.run_dates:
-        return "nothing to write", current_version(spark, path), None
+        return "nothing to write", None, None
     cached: list[DataFrame] = []
     try:
         source = published if full else published.where(_on_dates(plan.run_dates))
@@ -344,9 +346,10 @@ def _write(
             commit = overwrite_table(
                 view, path, record, partition_by=PARTITION_COLUMN, overwrite_schema=True
             )
-            return "full rebuild", commit.version, figures
+            return "full rebuild", commit.version if commit.committed else None, figures
         commit = write_partitions(view, path, PARTITION_COLUMN, plan.run_dates, record)
-        return f"{len(plan.run_dates)} partition(s)", commit.version, figures
+        written = commit.version if commit.committed else None
+        return f"{len(plan.run_dates)} partition(s)", written, figures
     finally:
         for df in cached:
             df.unpersist()
@@ -555,8 +558,9 @@ def sync_role_table(
             )
             delete_record = {**delete_record, "erased_dates": list(plan.erased_dates)}
             deleted = _delete_erased(spark, cfg, policy, role, table, keys, plan, delete_record)
-            prior, version = version, current_version(spark, path)
-            claimed = last and version != prior
+            delete = commit_carrying(spark, path, delete_record)
+            if delete.committed:
+                version, claimed = delete.version, last
             if risk is not None and risk.action == "suppress":
                 # A class the deletion shrank below the policy: its date is rewritten (and
                 # measured again) from the published table.
@@ -574,9 +578,8 @@ def sync_role_table(
             record["run_dates"] = list(plan.run_dates)
     done = "erased rows deleted"
     if plan.mode == "full" or plan.run_dates:
-        prior = version
         try:
-            done, version, figures = _write(spark, cfg, policy, role, table, keys, plan, record)
+            done, written, figures = _write(spark, cfg, policy, role, table, keys, plan, record)
         except RiskGateFailed:
             if pending:
                 # An erasure is never held back by a risk refusal: the dates that still hold
@@ -586,11 +589,12 @@ def sync_role_table(
                 with commit_metadata(spark, drop):
                     DeltaTable.forPath(spark, path).delete(_on_dates(pending))
             raise
-        claimed = version != prior
+        if written is not None:
+            version, claimed = written, True
     if not claimed:
         # Nothing to write (no row of the role on those dates, no erased row): Delta records no
         # empty commit, but the state must move on, or later nights would redo these dates.
-        version = record_commit(spark, path, record).version
+        version = record_commit(spark, path, record, expected_version=version).version
         done = "erased rows deleted" if deleted else "nothing to write"
     details = {"done": done, "rows_deleted": deleted, "version": version}
     if figures is not None:

@@ -22,7 +22,9 @@ from securepipe.io.deltalog import history_entry, local_commits
 __all__ = [
     "DELTA_SAFETY_HOURS",
     "CommitInfo",
+    "TableMoved",
     "check_retention",
+    "commit_carrying",
     "commit_log",
     "commit_metadata",
     "commit_records",
@@ -48,11 +50,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CommitInfo:
-    """The Delta commit a write produced."""
+    """The Delta commit a write produced. Delta makes no commit for a write with nothing to
+    add or remove (no row, no earlier file in the partitions replaced): then `committed` is
+    false, `version` is the table's newest version and `rows_written` 0."""
 
     path: str
     version: int
     rows_written: int
+    committed: bool = True
 
 
 def ensure_table(
@@ -134,7 +139,7 @@ def write_partitions(
         .option("userMetadata", json.dumps(user_metadata, sort_keys=True))
         .save(path)
     )
-    return last_commit(df.sparkSession, path)
+    return commit_carrying(df.sparkSession, path, user_metadata)
 
 
 def sized(df: DataFrame, rows: int, rows_per_file: int) -> DataFrame:
@@ -185,17 +190,17 @@ def delete_matching(
     frame named `value`), in one commit carrying `record`; `where` (over alias `t`, e.g. a
     partition predicate) limits the rows read. Returns the rows deleted."""
     target = DeltaTable.forPath(spark, path)
-    before = current_version(spark, path)
     condition = " AND ".join(filter(None, [where, f"t.`{column}` = e.value"]))
     with commit_metadata(spark, record):
         (target.alias("t").merge(values.alias("e"), condition).whenMatchedDelete().execute())
-    [last] = commit_log(spark, path, 1) or [{"version": before}]
-    if last["version"] == before:  # a MERGE that matched nothing may not commit
-        return 0
-    return int(last["operationMetrics"].get("numTargetRowsDeleted", 0))
+    # A MERGE that matched nothing may not commit; an overlapping run's may be the newest.
+    entry = _entry_carrying(spark, path, record)
+    return int(entry["operationMetrics"].get("numTargetRowsDeleted", 0)) if entry else 0
 
 
-def record_commit(spark: SparkSession, path: str, record: dict[str, Any]) -> CommitInfo:
+def record_commit(
+    spark: SparkSession, path: str, record: dict[str, Any], expected_version: int
+) -> CommitInfo:
     """Commit `record` to the table at `path` without changing a row or a property, for work
     that found nothing to write: Delta does not record empty writes, and the record must still
     say that the work was done.
@@ -203,7 +208,10 @@ def record_commit(spark: SparkSession, path: str, record: dict[str, Any]) -> Com
     The commit is an empty `SET TBLPROPERTIES` made through the table's Delta log, by path:
     SQL's `ALTER TABLE` on the path would first ask the session catalog, which fails while
     another process holds an embedded metastore (a night must not, for a role table with no
-    rows)."""
+    rows). The record states what was planned from version `expected_version`, so it must not
+    land on a table that moved since: a commit made after that version raises `TableMoved`
+    (before the transaction starts) or Delta's own conflict (the transaction reads the whole
+    table), both retried by `retry_concurrent`, which plans again."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     delta = jvm.org.apache.spark.sql.delta
@@ -211,10 +219,23 @@ def record_commit(spark: SparkSession, path: str, record: dict[str, Any]) -> Com
     no_properties = getattr(getattr(scala, "Map$"), "MODULE$").empty()
     no_actions = getattr(getattr(scala, "Nil$"), "MODULE$")
     log = delta.DeltaLog.forTable(spark._jsparkSession, path)
+    txn = log.startTransaction()
+    read = int(txn.snapshot().version())
+    if read != expected_version:
+        raise TableMoved(path, expected_version, read)
+    txn.readWholeTable()  # a commit landing between here and ours makes ours conflict
     operation = getattr(delta, "DeltaOperations$SetTableProperties")(no_properties)
     with commit_metadata(spark, record):
-        log.startTransaction().commit(no_actions, operation)
-    return last_commit(spark, path)
+        txn.commit(no_actions, operation)
+    return commit_carrying(spark, path, record)
+
+
+class TableMoved(RuntimeError):
+    """Another writer committed to a table after the version a commit was planned from (a
+    concurrency conflict: `is_conflict` is true, `retry_concurrent` retries)."""
+
+    def __init__(self, path: str, planned: int, found: int) -> None:
+        super().__init__(f"table {path} is at version {found}, planned from version {planned}")
 
 
 # Commits that leave a table's rows as they were.
@@ -267,13 +288,37 @@ def overwrite_table(
     if partition_by:
         writer = writer.partitionBy(partition_by)
     writer.option("userMetadata", json.dumps(record, sort_keys=True)).save(path)
-    return last_commit(df.sparkSession, path)
+    return commit_carrying(df.sparkSession, path, record)
 
 
-def last_commit(spark: SparkSession, path: str) -> CommitInfo:
-    """The newest commit of the table at `path` with the rows it wrote."""
-    [last] = commit_log(spark, path, 1) or [{"version": -1, "operationMetrics": {}}]
-    return CommitInfo(path, last["version"], int(last["operationMetrics"].get("numOutputRows", 0)))
+# How far back a writer looks for its own commit: overlapping runs put a few commits at most on
+# top of it in the moment between its commit and its look.
+_OWN_COMMIT_SEARCH = 20
+
+
+def commit_carrying(spark: SparkSession, path: str, record: dict[str, Any]) -> CommitInfo:
+    """The commit of the table at `path` whose compliance record is `record` (the write just
+    made): not simply the newest, which can be an overlapping run's, or an older one when Delta
+    made no commit for an empty write. No such commit: `committed` false, no row written."""
+    entry = _entry_carrying(spark, path, record)
+    if entry is None:
+        return CommitInfo(path, current_version(spark, path), 0, committed=False)
+    rows = int(entry["operationMetrics"].get("numOutputRows", 0))
+    return CommitInfo(path, int(entry["version"]), rows)
+
+
+def _entry_carrying(
+    spark: SparkSession, path: str, record: dict[str, Any]
+) -> dict[str, Any] | None:
+    wanted = json.loads(json.dumps(record, sort_keys=True))
+    for entry in commit_log(spark, path, _OWN_COMMIT_SEARCH) or []:
+        try:
+            found = json.loads(entry["userMetadata"] or "null")
+        except ValueError:
+            continue
+        if found == wanted:
+            return entry
+    return None
 
 
 def compliance_record(
@@ -390,6 +435,7 @@ _CONFLICTS = (
     "DELTA_CONCURRENT",
     "DELTA_METADATA_CHANGED",
     "DELTA_TABLE_ALREADY_EXISTS",
+    "TableMoved",
 )
 _log = logging.getLogger(__name__)
 T = TypeVar("T")

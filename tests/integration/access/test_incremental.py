@@ -165,6 +165,7 @@ def nights(spark, tmp_path_factory):
         "maintenance": lines,
         "victim_dates": victim_dates,
         "layout": layout,
+        "policy": new_policy,
     }
 
 
@@ -277,3 +278,50 @@ def test_a_role_table_an_overlapping_run_brought_further_is_left_alone(nights, s
         spark, path, PublishedLog(spark, layout.table("customers")), state["view"]
     )
     assert fresh.mode == "current" and fresh.source_version >= ahead
+
+
+def test_a_record_of_nothing_written_is_not_laid_over_another_runs_sync(
+    nights, spark, monkeypatch
+) -> None:
+    """Overlapping runs: this night planned a role table's sync and found nothing to write, and
+    another run recorded its own sync in between. This night's record (of what it planned from
+    the older version) must not land on top: it plans again and finds the table current."""
+    from dataclasses import replace
+    from functools import partial
+
+    import securepipe.access.publish as publish
+    from securepipe.io.delta import TableMoved, is_conflict, record_commit, retry_concurrent
+
+    cfg, layout = nights["cfg"], nights["layout"]
+    path = layout.access("nobody", "customers")
+    before = _state(spark, path)
+    with pytest.raises(TableMoved) as stale:
+        record_commit(spark, path, {"kind": "test"}, expected_version=before["version"] - 1)
+    assert is_conflict(stale.value)
+    assert _state(spark, path)["version"] == before["version"]
+
+    real_plan, modes = publish.plan_role_sync, []
+
+    def racing_plan(spark_, role_path, source, fingerprint):
+        plan = real_plan(spark_, role_path, source, fingerprint)
+        modes.append(plan.mode)
+        if len(modes) == 1:
+            # The other run records its sync after this plan read the role table.
+            state = publish._role_state(spark_, role_path)[0]
+            assert state is not None
+            record = {**state, "run_id": "other-run"}
+            record_commit(spark_, role_path, record, expected_version=plan.role_version)
+            # This night's plan: a date on which the role has no row.
+            return replace(plan, mode="incremental", run_dates=(DAYS[7],))
+        return plan
+
+    monkeypatch.setattr(publish, "plan_role_sync", racing_plan)
+    keys = resolve_keys(cfg, ["customers"])
+    sync = partial(
+        publish.sync_role_table, spark, cfg, nights["policy"], "nobody", "customers", "this-run"
+    )
+    result = retry_concurrent(partial(sync, keys), "test sync")
+    after = _state(spark, path)
+    assert modes == ["current", "current"]  # planned twice: the record was refused once
+    assert (after["version"], after["run_id"]) == (before["version"] + 1, "other-run")
+    assert result.mode == "current" and result.details["version"] == after["version"]

@@ -349,3 +349,20 @@ def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) 
     rolled = {**keys, "quarantine": dataclasses.replace(keys["quarantine"], current=0)}
     with pytest.raises(KeyAccessError, match=r"key 'quarantine': table 'customers' was last"):
         check_keyring_not_rolled_back(spark, path, "customers", rolled)
+
+
+def test_a_night_without_a_rejected_row_after_one_with_rejects(nightly, spark) -> None:
+    """A clean night writes nothing to the quarantine table (Delta makes no empty commit): its
+    row accounting must count 0 quarantined rows, not the rows of the previous night's commit."""
+    cfg, day = nightly["cfg"], "2026-11-29"
+    layout = Layout.of(cfg)
+    batch = generate_landing(cfg.landing, day, rows=40, seed=12)["customers"]
+    lines = batch.path.read_text().splitlines()
+    batch.path.write_text("\n".join(lines[: -batch.malformed]) + "\n")  # the planted rows
+    quarantine_before = spark.read.format("delta").load(layout.quarantine("customers")).count()
+    [result] = run_nightly(spark, cfg, day, tables=["customers"]).tables
+    assert (result.rows_read, result.rows_published, result.rows_quarantined) == (40, 40, 0)
+    published = spark.read.format("delta").load(layout.table("customers"))
+    assert published.where(F.col("run_date") == day).count() == 40
+    quarantine = spark.read.format("delta").load(layout.quarantine("customers"))
+    assert quarantine.count() == quarantine_before > 0
