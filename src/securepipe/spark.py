@@ -206,6 +206,10 @@ def catalog_settings(lakehouse: str | None, catalog: CatalogConfig | None) -> di
             )
             # Derby's own log, which it would otherwise write to the working directory.
             out[_DRIVER_JAVA_OPTIONS] = f"-Dderby.stream.error.file={folder}/_catalog/derby.log"
+            # Derby admits one process, which holds the database until it ends: Hive's default
+            # of 10 attempts 2 s apart only delays a night that finds it locked (its names wait
+            # for the next night either way).
+            out["spark.hadoop.hive.hmshandler.retry.attempts"] = "1"
     return out
 
 
