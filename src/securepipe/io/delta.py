@@ -25,6 +25,7 @@ __all__ = [
     "TableMoved",
     "check_retention",
     "commit_carrying",
+    "commit_entry",
     "commit_log",
     "commit_metadata",
     "commit_records",
@@ -194,7 +195,7 @@ def delete_matching(
     with commit_metadata(spark, record):
         (target.alias("t").merge(values.alias("e"), condition).whenMatchedDelete().execute())
     # A MERGE that matched nothing may not commit; an overlapping run's may be the newest.
-    entry = _entry_carrying(spark, path, record)
+    entry = commit_entry(spark, path, record)
     return int(entry["operationMetrics"].get("numTargetRowsDeleted", 0)) if entry else 0
 
 
@@ -300,16 +301,16 @@ def commit_carrying(spark: SparkSession, path: str, record: dict[str, Any]) -> C
     """The commit of the table at `path` whose compliance record is `record` (the write just
     made): not simply the newest, which can be an overlapping run's, or an older one when Delta
     made no commit for an empty write. No such commit: `committed` false, no row written."""
-    entry = _entry_carrying(spark, path, record)
+    entry = commit_entry(spark, path, record)
     if entry is None:
         return CommitInfo(path, current_version(spark, path), 0, committed=False)
     rows = int(entry["operationMetrics"].get("numOutputRows", 0))
     return CommitInfo(path, int(entry["version"]), rows)
 
 
-def _entry_carrying(
-    spark: SparkSession, path: str, record: dict[str, Any]
-) -> dict[str, Any] | None:
+def commit_entry(spark: SparkSession, path: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The log entry (`commit_log`'s fields) of the commit of `path` carrying `record`, among
+    the newest few; None when Delta made no such commit."""
     wanted = json.loads(json.dumps(record, sort_keys=True))
     for entry in commit_log(spark, path, _OWN_COMMIT_SEARCH) or []:
         try:

@@ -11,6 +11,7 @@ What to erase and when is decided by `securepipe.pipeline.erasure`; this module 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -23,7 +24,8 @@ from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.crypto.subject import subject_hash
 from securepipe.io.delta import (
-    commit_log,
+    commit_entry,
+    commit_metadata,
     is_delta_table,
     retention_check_disabled,
     retry_concurrent,
@@ -91,12 +93,16 @@ def _insert_new_hashes(spark: SparkSession, path: str, rows: DataFrame, what: st
     """
 
     def merge() -> int:
+        # The commit is found by its own record: the newest can be an overlapping run's, and
+        # a MERGE that inserts nothing may make none.
+        record = {"kind": "insert-new-hashes", "write_id": uuid.uuid4().hex}
         target = DeltaTable.forPath(spark, path)
-        target.alias("t").merge(
-            rows.alias("n"), "t.subject_hash = n.subject_hash"
-        ).whenNotMatchedInsertAll().execute()
-        [last] = commit_log(spark, path, 1) or [{"operationMetrics": {}}]
-        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+        with commit_metadata(spark, record):
+            target.alias("t").merge(
+                rows.alias("n"), "t.subject_hash = n.subject_hash"
+            ).whenNotMatchedInsertAll().execute()
+        entry = commit_entry(spark, path, record)
+        return int(entry["operationMetrics"].get("numTargetRowsInserted", 0)) if entry else 0
 
     return retry_concurrent(merge, what)
 
