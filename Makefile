@@ -62,7 +62,7 @@ test: setup s3-jars system-deps
 
 ## bench: security tax and scaling (500k-4M rows, bench/scale.py), operators, per-subject keys,
 ## 30 nights into one lakehouse (bench/history.py) → bench-results/*.json, docs/benchmarks.md and
-## its charts (about 70 minutes on 2 cores)
+## its charts (about 45 minutes on 2 cores)
 BENCH_ROWS ?= 2000000
 BENCH_SIZES ?= 500000,1000000,2000000,4000000
 BENCH_NIGHTS ?= 30

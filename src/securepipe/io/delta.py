@@ -311,14 +311,19 @@ def commit_carrying(spark: SparkSession, path: str, record: dict[str, Any]) -> C
 def commit_entry(spark: SparkSession, path: str, record: dict[str, Any]) -> dict[str, Any] | None:
     """The log entry (`commit_log`'s fields) of the commit of `path` carrying `record`, among
     the newest few; None when Delta made no such commit."""
-    wanted = json.loads(json.dumps(record, sort_keys=True))
+    # The text is compared first: it is what the writers stored (`json.dumps(record,
+    # sort_keys=True)`), and a NaN in a record would never equal itself once parsed.
+    text = json.dumps(record, sort_keys=True)
+    wanted = json.loads(text)
     for entry in commit_log(spark, path, _OWN_COMMIT_SEARCH) or []:
+        stored = entry["userMetadata"]
+        if stored == text:
+            return entry
         try:
-            found = json.loads(entry["userMetadata"] or "null")
+            if stored and json.loads(stored) == wanted:
+                return entry
         except ValueError:
             continue
-        if found == wanted:
-            return entry
     return None
 
 

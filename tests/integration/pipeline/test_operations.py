@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -151,3 +152,19 @@ def test_run_lock_refuses_a_live_holder_and_ignores_a_leftover_file(tmp_path: Pa
     with run_lock(tmp_path, "nightly-y"):
         assert json.loads(leftover.read_text())["pid"] == os.getpid()
     assert leftover.read_text() == ""  # released: the holder's details are cleared
+
+
+def test_a_write_finds_its_own_commit_and_knows_an_empty_one_made_none(spark, tmp_path) -> None:
+    from securepipe.io.delta import write_partitions
+
+    path = str(tmp_path / "own")
+    rows = spark.createDataFrame([(1, "2026-01-01")], "n int, d string").selectExpr(
+        "n", "cast(d as date) as run_date"
+    )
+    # A record that does not equal itself once parsed (NaN) is still found by its text.
+    first = write_partitions(rows, path, "run_date", ["2026-01-01"], {"run": 1, "x": math.nan})
+    assert (first.version, first.rows_written, first.committed) == (0, 1, True)
+    # Nothing to add and nothing to replace on that date: Delta makes no commit, and the write
+    # says so instead of taking the newest commit (with its row count) for its own.
+    empty = write_partitions(rows.where("n = 2"), path, "run_date", ["2026-01-02"], {"run": 2})
+    assert (empty.version, empty.rows_written, empty.committed) == (0, 0, False)
