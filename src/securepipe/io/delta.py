@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from securepipe import __version__
@@ -40,11 +41,11 @@ __all__ = [
     "overwrite_table",
     "record_commit",
     "replace_partition",
-    "restore",
     "retention_check_disabled",
     "retry_concurrent",
     "sized",
     "spark_log_context",
+    "undo_commit",
     "write_partitions",
 ]
 
@@ -423,9 +424,29 @@ def current_version(spark: SparkSession, path: str) -> int:
     return int(commits[0]["version"]) if commits else -1
 
 
-def restore(spark: SparkSession, path: str, version: int) -> None:
-    """Roll the table back to `version` (a new commit; used when a post-commit check fails)."""
-    DeltaTable.forPath(spark, path).restoreToVersion(version)
+def undo_commit(
+    spark: SparkSession, commit: CommitInfo, partition_by: str, value: str, record: dict[str, Any]
+) -> None:
+    """Take back one commit of ours that replaced the partition `value` (an ISO date), leaving
+    every other writer's commits alone.
+
+    When ours is still the newest commit, the table is restored to the version before it (on a
+    first night: the empty table `ensure_table` created). When an overlapping run committed
+    since (another date: the run lock keeps a date to one run), a RESTORE would take that run's
+    date out too; the partition is then written back as it was before ours. Either commit
+    carries `record`. Call it inside `retry_concurrent`: a commit landing during the RESTORE
+    makes it conflict, and the retry takes the second way.
+    """
+    if not commit.committed:
+        return
+    path = commit.path
+    if current_version(spark, path) == commit.version:
+        with commit_metadata(spark, record):
+            DeltaTable.forPath(spark, path).restoreToVersion(commit.version - 1)
+        return
+    before = spark.read.format("delta").option("versionAsOf", commit.version - 1).load(path)
+    day = F.col(partition_by) == F.lit(date.fromisoformat(value).isoformat()).cast("date")
+    write_partitions(before.where(day), path, partition_by, [value], record)
 
 
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"

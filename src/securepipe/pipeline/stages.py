@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,11 @@ from securepipe.io.delta import (
     CommitInfo,
     commit_records,
     compliance_record,
-    current_version,
     ensure_table,
     replace_partition,
-    restore,
+    retry_concurrent,
     sized,
+    undo_commit,
 )
 from securepipe.io.rows import (
     RAW_RECORD_COLUMN,
@@ -85,6 +86,7 @@ __all__ = [
 ]
 
 PARTITION_COLUMN = "run_date"
+ROLLBACK_KIND = "rollback"  # the record of a commit that took a failed night's commit back
 RUN_ID_COLUMN = "_run_id"
 _log = logging.getLogger(__name__)
 
@@ -149,12 +151,10 @@ class Evaluated:
 
 @dataclass(frozen=True)
 class Published:
-    """The two commits of a table's run, and the versions they replaced."""
+    """The two commits of a table's run."""
 
     table: CommitInfo
     quarantine: CommitInfo
-    table_before: int
-    quarantine_before: int
 
 
 @contextmanager
@@ -212,12 +212,17 @@ def read(spark: SparkSession, cfg: PipelineConfig, table: str, run_date: str) ->
 
 
 def already_published(spark: SparkSession, cfg: PipelineConfig, landing: Landing) -> bool:
-    """True if the latest publish of the date used the same input checksums and config."""
+    """True if the latest publish of the date used the same input checksums and config (and
+    was not rolled back since)."""
     inputs = landing.input_files
     if not all("sha256" in f for f in inputs):
         return False
     for record in commit_records(spark, Layout.of(cfg).table(landing.table)):
-        if record.get("run_date") == landing.run_date and record.get("kind") == "publish":
+        if record.get("run_date") != landing.run_date:
+            continue
+        if record.get("kind") == ROLLBACK_KIND:
+            return False
+        if record.get("kind") == "publish":
             theirs = sorted(f.get("sha256", "") for f in record.get("input_files", []))
             return (
                 theirs == sorted(f["sha256"] for f in inputs)
@@ -419,7 +424,6 @@ def publish(
     landing, layout = prepared.landing, Layout.of(cfg)
     table, run_date = landing.table, landing.run_date
     tpath, qpath = layout.table(table), layout.quarantine(table)
-    before = (current_version(spark, tpath), current_version(spark, qpath))
     common = {
         "kind": "publish",
         "run_date": run_date,
@@ -462,7 +466,7 @@ def publish(
         rows_quarantined=prepared.rows_rejected,
     )
     tcommit = replace_partition(valid, tpath, PARTITION_COLUMN, run_date, record)
-    return Published(tcommit, qcommit, *before)
+    return Published(tcommit, qcommit)
 
 
 def check(spark: SparkSession, prepared: Prepared, published: Published) -> None:
@@ -476,10 +480,15 @@ def check(spark: SparkSession, prepared: Prepared, published: Published) -> None
         t.rows_written + q.rows_written + prepared.rows_erased == prepared.rows_read
     ):
         return
-    if published.table_before >= 0:
-        restore(spark, t.path, published.table_before)
-    if published.quarantine_before >= 0:
-        restore(spark, q.path, published.quarantine_before)
+    # Only this run's two commits are taken back: an overlapping run of another date may have
+    # committed to the same tables since.
+    run_date = prepared.landing.run_date
+    for commit in (t, q):
+        record = {"kind": ROLLBACK_KIND, "run_date": run_date, "undoes": commit.version}
+        retry_concurrent(
+            partial(undo_commit, spark, commit, PARTITION_COLUMN, run_date, record),
+            f"rolling back {commit.path}",
+        )
     raise GateFailed(
         f"table {prepared.landing.table!r}: row accounting failed: read {prepared.rows_read}, "
         f"published {t.rows_written}, quarantined {q.rows_written}, erased "

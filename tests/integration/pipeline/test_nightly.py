@@ -366,3 +366,70 @@ def test_a_night_without_a_rejected_row_after_one_with_rejects(nightly, spark) -
     assert published.where(F.col("run_date") == day).count() == 40
     quarantine = spark.read.format("delta").load(layout.quarantine("customers"))
     assert quarantine.count() == quarantine_before > 0
+
+
+def _published_then_failed(spark, cfg, day: str, between=None):
+    """A night of `customers` published, then (after `between`, another run's work) refused by
+    its row accounting, as if a row had gone missing."""
+    import dataclasses
+
+    from securepipe.errors import GateFailed
+    from securepipe.pipeline import stages
+    from securepipe.pipeline.keys import resolve_keys
+
+    keys = resolve_keys(cfg, ["customers"])
+    prepared = stages.prepare(spark, cfg, stages.read(spark, cfg, "customers", day), keys)
+    try:
+        evaluated = stages.evaluate(prepared, cfg, keys)
+        published = stages.publish(spark, cfg, prepared, evaluated, f"failing-{day}")
+        if between is not None:
+            between()
+        short = dataclasses.replace(prepared, rows_read=prepared.rows_read + 1)
+        with pytest.raises(GateFailed, match=r"row accounting failed.*commits rolled back"):
+            stages.check(spark, short, published)
+    finally:
+        prepared.batch.unpersist()
+
+
+def _dates(spark, path: str) -> dict[str, int]:
+    rows = spark.read.format("delta").load(path).groupBy("run_date").count().collect()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def test_a_failed_row_accounting_takes_back_only_its_own_commits(nightly, spark) -> None:
+    """An overlapping run of another date commits to the same tables between this night's
+    commits and its row accounting: the rollback must take back this night's date only."""
+    cfg = nightly["cfg"]
+    layout = Layout.of(cfg)
+    failing, other = "2026-11-25", "2026-11-26"
+    for seed, day in ((13, failing), (14, other)):
+        generate_landing(cfg.landing, day, rows=30, seed=seed)
+    before = {
+        p: _dates(spark, p) for p in (layout.table("customers"), layout.quarantine("customers"))
+    }
+
+    def other_run() -> None:
+        run_nightly(spark, cfg, other, tables=["customers"])
+
+    _published_then_failed(spark, cfg, failing, other_run)
+    for path, dates in before.items():
+        after = _dates(spark, path)
+        assert failing not in after, path
+        assert other in after, path  # the overlapping run's date survived the rollback
+        assert {d: n for d, n in after.items() if d != other} == dates, path
+    # A backfill does not take the rolled-back date for published.
+    from securepipe.pipeline.stages import already_published, read
+
+    assert not already_published(spark, cfg, read(spark, cfg, "customers", failing))
+    assert already_published(spark, cfg, read(spark, cfg, "customers", other))
+
+
+def test_a_failed_row_accounting_on_the_first_night_leaves_nothing_published(
+    spark, tmp_path
+) -> None:
+    cfg = make_config(tmp_path)
+    generate_landing(cfg.landing, RUN_DATE, rows=30, seed=15)
+    _published_then_failed(spark, cfg, RUN_DATE)
+    layout = Layout.of(cfg)
+    assert _dates(spark, layout.table("customers")) == {}
+    assert _dates(spark, layout.quarantine("customers")) == {}
