@@ -110,3 +110,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def published_then_refused(
+    spark: Any, cfg: PipelineConfig, day: str, between: Callable[[], None] | None = None
+) -> None:
+    """A night of `customers` published, then (after `between`, another run's work) refused by
+    its row accounting, as if a row had gone missing."""
+    import dataclasses
+
+    import pytest
+
+    from securepipe.errors import GateFailed
+    from securepipe.pipeline import stages
+    from securepipe.pipeline.keys import resolve_keys
+
+    keys = resolve_keys(cfg, ["customers"])
+    prepared = stages.prepare(spark, cfg, stages.read(spark, cfg, "customers", day), keys)
+    try:
+        evaluated = stages.evaluate(prepared, cfg, keys)
+        published = stages.publish(spark, cfg, prepared, evaluated, f"failing-{day}")
+        if between is not None:
+            between()
+        short = dataclasses.replace(prepared, rows_read=prepared.rows_read + 1)
+        with pytest.raises(GateFailed, match=r"row accounting failed.*commits rolled back"):
+            stages.check(spark, short, published)
+    finally:
+        prepared.batch.unpersist()

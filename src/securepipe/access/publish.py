@@ -6,7 +6,8 @@ protection and the current versions of the keys the role decrypts with) and the 
 published table it reflects. Bringing it up to date reads the published table's commits since
 that version:
 
-* nightly publishes (`kind: publish`) → only their `run_date` partitions are rewritten;
+* nightly publishes (`kind: publish`) and the rollback of a failed one (`kind: rollback`) →
+  only their `run_date` partitions are rewritten;
 * erasures (`kind: erasure`) → the erased subjects' rows are deleted from the dates they were
   in (by the keyed hash of the subject column), or those dates rewritten when the role does
   not see the subject column as stored (or its risk policy would refuse); under a `suppress`
@@ -74,6 +75,7 @@ from securepipe.quality.builtin import detectors, matches
 __all__ = [
     "ERASURE_KIND",
     "PUBLISH_KIND",
+    "ROLLBACK_KIND",
     "PublishedLog",
     "RoleSync",
     "RoleTables",
@@ -86,6 +88,7 @@ __all__ = [
 
 PUBLISH_KIND = "publish"
 ERASURE_KIND = "erasure"
+ROLLBACK_KIND = "rollback"  # a failed night's commit taken back (its `run_date` changed again)
 PARTITION_COLUMN = "run_date"
 # Risk classes are measured within each date (see `_measure_risk`).
 _WITHIN = (PARTITION_COLUMN,)
@@ -272,7 +275,7 @@ def plan_role_sync(
     for commit in commits:
         record = commit.get("record") or {}
         kind = record.get("kind")
-        if kind == PUBLISH_KIND and record.get("run_date"):
+        if kind in (PUBLISH_KIND, ROLLBACK_KIND) and record.get("run_date"):
             dates.add(str(record["run_date"]))
         elif kind == ERASURE_KIND and "run_dates" in record:
             erased.update(record.get("subject_hashes", []))

@@ -30,6 +30,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from securepipe.access.publish import ROLLBACK_KIND
 from securepipe.config import PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import GateFailed
@@ -86,7 +87,6 @@ __all__ = [
 ]
 
 PARTITION_COLUMN = "run_date"
-ROLLBACK_KIND = "rollback"  # the record of a commit that took a failed night's commit back
 RUN_ID_COLUMN = "_run_id"
 _log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from securepipe.pipeline.erasure import erase
 from securepipe.pipeline.keys import change_keys
 from securepipe.pipeline.maintenance import run_maintenance
 from securepipe.pipeline.rotation import reencrypt
-from tests.builders import loaded, write_config
+from tests.builders import loaded, published_then_refused, write_config
 
 pytestmark = pytest.mark.spark
 DAYS = [f"2026-09-{d:02d}" for d in range(1, 9)]
@@ -325,3 +325,22 @@ def test_a_record_of_nothing_written_is_not_laid_over_another_runs_sync(
     assert modes == ["current", "current"]  # planned twice: the record was refused once
     assert (after["version"], after["run_id"]) == (before["version"] + 1, "other-run")
     assert result.mode == "current" and result.details["version"] == after["version"]
+
+
+def test_a_rolled_back_night_rewrites_only_its_date_in_the_role_tables(nights, spark) -> None:
+    """A re-run refused by its row accounting: its commit is taken back (RESTORE), and the role
+    tables' next sync rewrites that date only, ending equal to a full rebuild."""
+    from securepipe.access.publish import publish_role_tables
+
+    cfg, layout, policy = nights["cfg"], nights["layout"], nights["policy"]
+    published_then_refused(spark, cfg, DAYS[7])
+    keys = resolve_keys(cfg, ["customers"])
+    publish_role_tables(spark, cfg, policy, "customers", "after-rollback", keys)
+    published = spark.read.format("delta").load(layout.table("customers"))
+    for role in ROLES:
+        path = layout.access(role, "customers")
+        state = _state(spark, path)
+        assert (state["sync"], state["run_dates"]) == ("incremental", [DAYS[7]]), role
+        expected = rebuilt_rows(cfg, policy, role, "customers", keys, published)
+        actual = spark.read.format("delta").load(path).select(*expected.columns)
+        assert _rows(actual) == _rows(expected), role

@@ -16,7 +16,7 @@ from securepipe.errors import SchemaDriftError, SourceError
 from securepipe.io.generate import generate_landing
 from securepipe.layout import Layout
 from securepipe.pipeline import run_nightly
-from tests.builders import make_config
+from tests.builders import make_config, published_then_refused
 from tests.leakscan import find_plaintext, parquet_files
 
 pytestmark = pytest.mark.spark
@@ -368,29 +368,6 @@ def test_a_night_without_a_rejected_row_after_one_with_rejects(nightly, spark) -
     assert quarantine.count() == quarantine_before > 0
 
 
-def _published_then_failed(spark, cfg, day: str, between=None):
-    """A night of `customers` published, then (after `between`, another run's work) refused by
-    its row accounting, as if a row had gone missing."""
-    import dataclasses
-
-    from securepipe.errors import GateFailed
-    from securepipe.pipeline import stages
-    from securepipe.pipeline.keys import resolve_keys
-
-    keys = resolve_keys(cfg, ["customers"])
-    prepared = stages.prepare(spark, cfg, stages.read(spark, cfg, "customers", day), keys)
-    try:
-        evaluated = stages.evaluate(prepared, cfg, keys)
-        published = stages.publish(spark, cfg, prepared, evaluated, f"failing-{day}")
-        if between is not None:
-            between()
-        short = dataclasses.replace(prepared, rows_read=prepared.rows_read + 1)
-        with pytest.raises(GateFailed, match=r"row accounting failed.*commits rolled back"):
-            stages.check(spark, short, published)
-    finally:
-        prepared.batch.unpersist()
-
-
 def _dates(spark, path: str) -> dict[str, int]:
     rows = spark.read.format("delta").load(path).groupBy("run_date").count().collect()
     return {str(r[0]): int(r[1]) for r in rows}
@@ -411,7 +388,7 @@ def test_a_failed_row_accounting_takes_back_only_its_own_commits(nightly, spark)
     def other_run() -> None:
         run_nightly(spark, cfg, other, tables=["customers"])
 
-    _published_then_failed(spark, cfg, failing, other_run)
+    published_then_refused(spark, cfg, failing, other_run)
     for path, dates in before.items():
         after = _dates(spark, path)
         assert failing not in after, path
@@ -429,7 +406,7 @@ def test_a_failed_row_accounting_on_the_first_night_leaves_nothing_published(
 ) -> None:
     cfg = make_config(tmp_path)
     generate_landing(cfg.landing, RUN_DATE, rows=30, seed=15)
-    _published_then_failed(spark, cfg, RUN_DATE)
+    published_then_refused(spark, cfg, RUN_DATE)
     layout = Layout.of(cfg)
     assert _dates(spark, layout.table("customers")) == {}
     assert _dates(spark, layout.quarantine("customers")) == {}
