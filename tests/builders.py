@@ -129,11 +129,12 @@ def published_then_refused(
     prepared = stages.prepare(spark, cfg, stages.read(spark, cfg, "customers", day), keys)
     try:
         evaluated = stages.evaluate(prepared, cfg, keys)
-        published = stages.publish(spark, cfg, prepared, evaluated, f"failing-{day}")
+        run_id = f"failing-{day}"
+        published = stages.publish(spark, cfg, prepared, evaluated, run_id)
         if between is not None:
             between()
         short = dataclasses.replace(prepared, rows_read=prepared.rows_read + 1)
         with pytest.raises(GateFailed, match=r"row accounting failed.*commits rolled back"):
-            stages.check(spark, short, published)
+            stages.check(spark, cfg, short, published, run_id)
     finally:
         prepared.batch.unpersist()

@@ -86,7 +86,7 @@ def run_table(
         if evaluated.passed:
             with timed(table, "publish", stages) as counts:
                 published = publish(spark, cfg, prepared, evaluated, run_id)
-                check(spark, prepared, published)
+                check(spark, cfg, prepared, published, run_id)
                 counts.update(version=published.table.version)
     finally:
         prepared.batch.unpersist()

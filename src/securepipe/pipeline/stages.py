@@ -469,7 +469,9 @@ def publish(
     return Published(tcommit, qcommit)
 
 
-def check(spark: SparkSession, prepared: Prepared, published: Published) -> None:
+def check(
+    spark: SparkSession, cfg: PipelineConfig, prepared: Prepared, published: Published, run_id: str
+) -> None:
     """Row accounting after the commits: every row read is published, quarantined or erased.
 
     Raises:
@@ -484,7 +486,15 @@ def check(spark: SparkSession, prepared: Prepared, published: Published) -> None
     # committed to the same tables since.
     run_date = prepared.landing.run_date
     for commit in (t, q):
-        record = {"kind": ROLLBACK_KIND, "run_date": run_date, "undoes": commit.version}
+        record = compliance_record(
+            "nightly",
+            run_id,
+            prepared.landing.table,
+            cfg.fingerprint(),
+            kind=ROLLBACK_KIND,
+            run_date=run_date,
+            undoes=commit.version,
+        )
         retry_concurrent(
             partial(undo_commit, spark, commit, PARTITION_COLUMN, run_date, record),
             f"rolling back {commit.path}",

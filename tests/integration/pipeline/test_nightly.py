@@ -395,9 +395,15 @@ def test_a_failed_row_accounting_takes_back_only_its_own_commits(nightly, spark)
         assert other in after, path  # the overlapping run's date survived the rollback
         assert {d: n for d, n in after.items() if d != other} == dates, path
     # A backfill does not take the rolled-back date for published.
+    from securepipe.io.delta import commit_records
     from securepipe.pipeline.stages import already_published, read
 
     assert not already_published(spark, cfg, read(spark, cfg, "customers", failing))
+    # The rollback commits carry a compliance record like every other commit.
+    for path in before:
+        newest = next(r for r in commit_records(spark, path) if r.get("run_date") == failing)
+        assert newest["kind"] == "rollback" and newest["run_id"] == f"failing-{failing}", path
+        assert newest["config_hash"] == cfg.fingerprint(), path
     assert already_published(spark, cfg, read(spark, cfg, "customers", other))
 
 
