@@ -11,14 +11,18 @@ from typing import Any
 
 import pytest
 
-from tests.builders import free_port, make_config
+from tests.builders import TEST_JVM_OPTIONS, free_port, make_config
 
 # Spark settings for every JVM the tests start (the in-process session, `securepipe` and
 # `spark-submit` subprocesses), through a spark-defaults.conf: the batches here are tens of rows,
 # where compiling generated code for each expression costs more than it saves (a 60-row night:
 # 32 s with code generation, 20 s without). Interpreted and generated evaluation give the same
 # results; the product's own defaults are left alone, and `--conf` still wins.
-TEST_SPARK_DEFAULTS = {"spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+TEST_SPARK_DEFAULTS = {
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.driver.defaultJavaOptions": TEST_JVM_OPTIONS,
+    "spark.executor.defaultJavaOptions": TEST_JVM_OPTIONS,
+}
 _CONF_DIR = pytest.StashKey[Path]()
 
 
@@ -54,8 +58,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     cfg = make_config(tmp_path_factory.mktemp("spark-session"))
     warehouse = tmp_path_factory.mktemp("warehouse")
-    builder = configure_builder(SparkSession.builder, cfg.spark).config(
-        "spark.sql.warehouse.dir", str(warehouse)
+    # This JVM lives for the whole worker and runs hundreds of nights: both JIT compilers pay
+    # off here (the C1-only default of TEST_SPARK_DEFAULTS is for the short-lived JVMs).
+    builder = (
+        configure_builder(SparkSession.builder, cfg.spark)
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.driver.defaultJavaOptions", "-XX:TieredStopAtLevel=4")
     )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
