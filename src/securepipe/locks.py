@@ -9,6 +9,11 @@ Two kinds, both on the local file system of the host that runs the job:
 * **named exclusive locks** (`run_lock`): one nightly run per date; the keyring file.
 
 No pid file can go stale: a lock held by a killed process is free at once.
+
+A thread that holds a lock exclusively may take it again (shared or exclusive) without waiting:
+a command takes the lakehouse lock before it starts Spark, and the job it then runs takes the
+same lock as a library call would. `flock` alone would make the second acquisition wait for the
+first (two descriptors of one file conflict even within one process).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +41,16 @@ __all__ = [
     "lakehouse_lock",
     "run_lock",
 ]
+
+
+_HELD = threading.local()  # the lock files this thread holds exclusively: path -> depth
+
+
+def _held() -> dict[str, int]:
+    if not hasattr(_HELD, "paths"):
+        _HELD.paths = {}
+    held: dict[str, int] = _HELD.paths
+    return held
 
 
 def default_wait() -> float:
@@ -75,10 +91,20 @@ def file_lock(
         wait: seconds to wait for another holder to let go; 0 fails at once.
         what: a short label written into the file by exclusive holders (shown to waiters).
 
+    A thread that holds `path` exclusively gets it again at once (the outer hold decides).
+
     Raises:
         RunLocked: the lock is held and `wait` is 0. LockTimeout: still held after `wait`.
     """
     lock_path = Path(path)
+    key, held = str(lock_path.resolve()), _held()
+    if key in held:  # this thread holds it exclusively already
+        held[key] += 1
+        try:
+            yield lock_path
+        finally:
+            held[key] -= 1
+        return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
@@ -110,10 +136,12 @@ def file_lock(
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
+            held[key] = 1
         try:
             yield lock_path
         finally:
             if exclusive:
+                del held[key]
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

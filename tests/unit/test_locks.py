@@ -86,3 +86,84 @@ def test_lakehouse_lock_lives_beside_a_local_lakehouse_and_on_the_host_for_s3(
     # Two lakehouses on the same scheduler host never share a lock file.
     other = Layout("s3a://bucket/other", "s3a://bucket/landing", str(tmp_path)).lakehouse_lock
     assert other != pinned
+
+
+def test_a_thread_holding_the_lock_exclusively_takes_it_again_and_others_still_wait(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    lock = tmp_path / "lakehouse.lock"
+    with file_lock(lock, exclusive=True, what="erase"):
+        # The job inside the command takes the command's lock again, as a library call does.
+        with file_lock(lock, exclusive=False), file_lock(lock, exclusive=True, what="inner"):
+            pass
+        # Still held when the inner holds end: another thread and another process wait.
+        refused: list[str] = []
+
+        def other() -> None:
+            try:
+                with file_lock(lock, exclusive=False, wait=0.3):
+                    pass
+            except LockTimeout as exc:
+                refused.append(str(exc))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert len(refused) == 1 and "(erase since" in refused[0]
+        probe = subprocess.run(
+            [sys.executable, "-c", HOLD, str(lock), "sh", "0"], capture_output=True, timeout=60
+        )
+        assert probe.returncode != 0 and b"RunLocked" in probe.stderr
+    # A shared hold is no licence for an exclusive one, even in the same thread.
+    with (
+        file_lock(lock, exclusive=False),
+        pytest.raises(RunLocked),
+        file_lock(lock, exclusive=True),
+    ):
+        pass
+    with file_lock(lock, exclusive=True):  # released: free for anyone
+        pass
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        ("erase", {"subjects": "ids.txt", "reason": None, "json": False}),
+        ("maintain", {"retain_hours": None, "allow_below_safety": False}),
+        ("reencrypt", {"table": "customers"}),
+    ],
+)
+def test_exclusive_commands_wait_for_the_lock_before_starting_spark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, extra: dict[str, object]
+) -> None:
+    import argparse
+
+    from securepipe.cli import erasure, ops
+    from tests.builders import load_cfg, write_config
+
+    config = write_config(tmp_path)
+    (tmp_path / "ids.txt").write_text("C000000001\n")
+    started: list[str] = []
+
+    def no_spark(loaded: object) -> object:
+        started.append(command)
+        raise AssertionError("Spark started before the lock was taken")
+
+    handler = {
+        "erase": erasure.erase_command,
+        "maintain": ops.maintain,
+        "reencrypt": ops.reencrypt_command,
+    }[command]
+    monkeypatch.setattr(handler.__module__ + ".spark_session", no_spark)
+    monkeypatch.setenv("SECUREPIPE_LOCK_WAIT", "0.5")
+    monkeypatch.chdir(tmp_path)
+    holder = _holder(Layout.of(load_cfg(config)).lakehouse_lock, "sh")  # a running night
+    try:
+        with pytest.raises(LockTimeout, match=r"waited 0 s for .*lakehouse\.lock"):
+            handler(argparse.Namespace(config=str(config), **extra))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert started == []

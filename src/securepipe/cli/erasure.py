@@ -11,6 +11,8 @@ from pathlib import Path
 from securepipe.cli import render
 from securepipe.cli.session import load, spark_session
 from securepipe.errors import SecurePipeError
+from securepipe.layout import Layout
+from securepipe.locks import lakehouse_lock
 from securepipe.pipeline.erasure import erase, verify
 
 __all__ = ["erase_command", "verify_command"]
@@ -27,7 +29,11 @@ def _subjects(path: str) -> list[str]:
 def erase_command(args: argparse.Namespace) -> int:
     """Erase the subjects listed in `--subjects` (audited)."""
     loaded, ids = load(args), _subjects(args.subjects)
-    with spark_session(loaded) as spark:
+    # The lock first: an erasure that waits for a night (or gives up) holds no Spark driver.
+    with (
+        lakehouse_lock(Layout.of(loaded.cfg), exclusive=True, what="erase"),
+        spark_session(loaded) as spark,
+    ):
         run_id, result = erase(spark, loaded.cfg, ids, loaded.policy, args.reason)
     if args.json:
         print(json.dumps({"run_id": run_id, **dataclasses.asdict(result)}, sort_keys=True))
