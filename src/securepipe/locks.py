@@ -10,10 +10,11 @@ Two kinds, both on the local file system of the host that runs the job:
 
 No pid file can go stale: a lock held by a killed process is free at once.
 
-A thread that holds a lock exclusively may take it again (shared or exclusive) without waiting:
-a command takes the lakehouse lock before it starts Spark, and the job it then runs takes the
-same lock as a library call would. `flock` alone would make the second acquisition wait for the
-first (two descriptors of one file conflict even within one process).
+A thread that holds the lakehouse lock exclusively may take it again (shared or exclusive)
+without waiting: a command takes it before it starts Spark, and the job it then runs takes it as
+a library call would. `flock` alone would make the second acquisition wait for the first (two
+descriptors of one file conflict even within one process). Run locks stay strict: a second run of
+a date is refused even in the thread that holds it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def file_lock(
-    path: str | Path, *, exclusive: bool = True, wait: float = 0.0, what: str = ""
+    path: str | Path,
+    *,
+    exclusive: bool = True,
+    wait: float = 0.0,
+    what: str = "",
+    reentrant: bool = False,
 ) -> Iterator[Path]:
     """Hold an `flock` on `path` (created 0600) for the duration of the block.
 
@@ -90,15 +96,15 @@ def file_lock(
         exclusive: exclusive (writers) or shared (readers, overlapping nightly runs).
         wait: seconds to wait for another holder to let go; 0 fails at once.
         what: a short label written into the file by exclusive holders (shown to waiters).
-
-    A thread that holds `path` exclusively gets it again at once (the outer hold decides).
+        reentrant: a thread that holds `path` exclusively (itself reentrant) gets it again at
+            once, the outer hold deciding; otherwise it conflicts with its own hold.
 
     Raises:
         RunLocked: the lock is held and `wait` is 0. LockTimeout: still held after `wait`.
     """
     lock_path = Path(path)
     key, held = str(lock_path.resolve()), _held()
-    if key in held:  # this thread holds it exclusively already
+    if reentrant and key in held:  # this thread holds it exclusively already
         held[key] += 1
         try:
             yield lock_path
@@ -136,12 +142,14 @@ def file_lock(
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
+        if exclusive and reentrant:
             held[key] = 1
         try:
             yield lock_path
         finally:
-            if exclusive:
+            if exclusive and reentrant:
                 del held[key]
+            if exclusive:
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -173,6 +181,10 @@ def lakehouse_lock(
     """
     path = layout.lakehouse_lock
     with file_lock(
-        path, exclusive=exclusive, wait=default_wait() if wait is None else wait, what=what
+        path,
+        exclusive=exclusive,
+        wait=default_wait() if wait is None else wait,
+        what=what,
+        reentrant=True,
     ):
         yield path

@@ -94,16 +94,19 @@ def test_a_thread_holding_the_lock_exclusively_takes_it_again_and_others_still_w
     import threading
 
     lock = tmp_path / "lakehouse.lock"
-    with file_lock(lock, exclusive=True, what="erase"):
+    with file_lock(lock, exclusive=True, what="erase", reentrant=True):
         # The job inside the command takes the command's lock again, as a library call does.
-        with file_lock(lock, exclusive=False), file_lock(lock, exclusive=True, what="inner"):
+        with (
+            file_lock(lock, exclusive=False, reentrant=True),
+            file_lock(lock, exclusive=True, what="inner", reentrant=True),
+        ):
             pass
         # Still held when the inner holds end: another thread and another process wait.
         refused: list[str] = []
 
         def other() -> None:
             try:
-                with file_lock(lock, exclusive=False, wait=0.3):
+                with file_lock(lock, exclusive=False, wait=0.3, reentrant=True):
                     pass
             except LockTimeout as exc:
                 refused.append(str(exc))
@@ -116,13 +119,15 @@ def test_a_thread_holding_the_lock_exclusively_takes_it_again_and_others_still_w
             [sys.executable, "-c", HOLD, str(lock), "sh", "0"], capture_output=True, timeout=60
         )
         assert probe.returncode != 0 and b"RunLocked" in probe.stderr
-    # A shared hold is no licence for an exclusive one, even in the same thread.
-    with (
-        file_lock(lock, exclusive=False),
-        pytest.raises(RunLocked),
-        file_lock(lock, exclusive=True),
-    ):
-        pass
+    # A shared hold is no licence for an exclusive one, even in the same thread; nor is a hold
+    # that is not reentrant (a run lock: a second run of a date is refused, same thread or not).
+    for outer_exclusive, outer_reentrant in ((False, True), (True, False)):
+        with (
+            file_lock(lock, exclusive=outer_exclusive, reentrant=outer_reentrant),
+            pytest.raises(RunLocked),
+            file_lock(lock, exclusive=True, reentrant=True),
+        ):
+            pass
     with file_lock(lock, exclusive=True):  # released: free for anyone
         pass
 
