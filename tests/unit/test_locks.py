@@ -161,7 +161,9 @@ def test_exclusive_commands_wait_for_the_lock_before_starting_spark(
         "maintain": ops.maintain,
         "reencrypt": ops.reencrypt_command,
     }[command]
-    monkeypatch.setattr(handler.__module__ + ".spark_session", no_spark)
+    # Wherever the command would open its session from.
+    monkeypatch.setattr("securepipe.cli.session.spark_session", no_spark)
+    monkeypatch.setattr(f"{handler.__module__}.spark_session", no_spark, raising=False)
     monkeypatch.setenv("SECUREPIPE_LOCK_WAIT", "0.5")
     monkeypatch.chdir(tmp_path)
     holder = _holder(Layout.of(load_cfg(config)).lakehouse_lock, "sh")  # a running night

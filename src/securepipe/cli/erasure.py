@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 from securepipe.cli import render
-from securepipe.cli.session import load, spark_session
+from securepipe.cli.session import exclusive_session, load, spark_session
 from securepipe.errors import SecurePipeError
-from securepipe.layout import Layout
-from securepipe.locks import lakehouse_lock
 from securepipe.pipeline.erasure import erase, verify
 
 __all__ = ["erase_command", "verify_command"]
@@ -29,11 +27,7 @@ def _subjects(path: str) -> list[str]:
 def erase_command(args: argparse.Namespace) -> int:
     """Erase the subjects listed in `--subjects` (audited)."""
     loaded, ids = load(args), _subjects(args.subjects)
-    # The lock first: an erasure that waits for a night (or gives up) holds no Spark driver.
-    with (
-        lakehouse_lock(Layout.of(loaded.cfg), exclusive=True, what="erase"),
-        spark_session(loaded) as spark,
-    ):
+    with exclusive_session(loaded, "erase") as spark:
         run_id, result = erase(spark, loaded.cfg, ids, loaded.policy, args.reason)
     if args.json:
         print(json.dumps({"run_id": run_id, **dataclasses.asdict(result)}, sort_keys=True))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from securepipe.cli.session import load, spark_session
-from securepipe.layout import Layout
-from securepipe.locks import lakehouse_lock
+from securepipe.cli.session import exclusive_session, load
 from securepipe.pipeline.maintenance import run_maintenance
 from securepipe.pipeline.rotation import reencrypt
 
@@ -16,11 +14,7 @@ __all__ = ["maintain", "reencrypt_command"]
 def maintain(args: argparse.Namespace) -> int:
     """Retention properties and VACUUM on every table."""
     loaded = load(args)
-    # The lock before the session, as `erase` does: waiting for a night holds no Spark driver.
-    with (
-        lakehouse_lock(Layout.of(loaded.cfg), exclusive=True, what="maintain"),
-        spark_session(loaded) as spark,
-    ):
+    with exclusive_session(loaded, "maintain") as spark:
         lines = run_maintenance(spark, loaded.cfg, args.retain_hours, args.allow_below_safety)
     print("\n".join(lines))
     return 0
@@ -30,10 +24,7 @@ def reencrypt_command(args: argparse.Namespace) -> int:
     """Rewrite one table under its keys' current versions."""
     loaded = load(args)
     loaded.cfg.table(args.table)
-    with (
-        lakehouse_lock(Layout.of(loaded.cfg), exclusive=True, what=f"reencrypt {args.table}"),
-        spark_session(loaded) as spark,
-    ):
+    with exclusive_session(loaded, f"reencrypt {args.table}") as spark:
         commit, versions = reencrypt(spark, loaded.cfg, args.table)
     shown = ", ".join(f"{k} v{v}" for k, v in versions.items())
     print(

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from securepipe.layout import Layout
+from securepipe.locks import lakehouse_lock
 from securepipe.logs import json_logs
 from securepipe.pipeline.load import Loaded, load_pipeline
 from securepipe.spark import configure_builder, submitted_file
 
-__all__ = ["load", "spark_session"]
+__all__ = ["exclusive_session", "load", "spark_session"]
 
 _DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
@@ -64,6 +66,17 @@ def spark_session(loaded: Loaded) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+
+
+@contextmanager
+def exclusive_session(loaded: Loaded, what: str) -> Iterator[SparkSession]:
+    """The lakehouse lock held exclusively, *then* one session: a command that waits for a night
+    (or gives up) holds no Spark driver. The job inside takes the same lock again at once."""
+    with (
+        lakehouse_lock(Layout.of(loaded.cfg), exclusive=True, what=what),
+        spark_session(loaded) as spark,
+    ):
+        yield spark
 
 
 def _json_jvm_logs(conf: Mapping[str, str]) -> list[str]:
