@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from securepipe.errors import ConfigError
 
 __all__ = [
+    "NAME_PATTERN",
     "AwsKmsConfig",
     "Classification",
     "ColumnConfig",
@@ -51,6 +52,8 @@ _TYPE_RE = re.compile(
     r"^(string|boolean|int|integer|long|bigint|double|float|date|timestamp|decimal\(\d{1,2},\d{1,2}\))$"
 )
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names that become paths or catalog identifiers (tables, columns, keys, roles, gates).
+NAME_PATTERN = _NAME_RE
 
 
 class Classification(StrEnum):
@@ -372,8 +375,9 @@ class PipelineConfig(_Model):
     lock_dir: str | None = Field(
         default=None,
         description=(
-            "folder of the lakehouse and run locks; default <lakehouse>/_locks, or .cache/locks "
-            "on the scheduler host for an object-store lakehouse"
+            "folder of the lakehouse and run locks; default <lakehouse>/_locks, or, for an "
+            "object-store lakehouse, .cache/locks beside this configuration file (never the "
+            "working directory: two jobs started in different directories must share it)"
         ),
     )
     keystore: KeyStoreConfig = KeyStoreConfig()
@@ -522,6 +526,9 @@ def _load_gates(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
                 names.update(str(n) for n in table["gates"])
     gates: dict[str, Any] = {}
     for name in sorted(names):
+        if not _NAME_RE.match(name):
+            # A gate name is a file name under gates/: no separators, no `..`.
+            raise ConfigError(f"{path}: gate name {name!r} must match {_NAME_RE.pattern}")
         gate_path = path.parent / "gates" / f"{name}.yaml"
         if not gate_path.is_file():
             raise ConfigError(f"{path}: gate {name!r}: cannot read {gate_path}")
@@ -608,6 +615,10 @@ def _anchored(cfg: PipelineConfig, path: Path, overridden: set[str]) -> Pipeline
     top = {f: _anchor(getattr(cfg, f), base(f)) for f in ("lakehouse", "landing")}
     if cfg.lock_dir is not None:
         top["lock_dir"] = _anchor(cfg.lock_dir, base("lock_dir"))
+    elif "://" in top["lakehouse"] and not top["lakehouse"].startswith("file:"):
+        # An object store has no file locks: they live on the scheduler host, in one folder
+        # whatever directory a job starts in (the configuration's, like its other paths).
+        top["lock_dir"] = os.path.normpath(here / ".cache" / "locks")
     keystore = cfg.keystore.model_copy(
         update={"path": _anchor(cfg.keystore.path, base("keystore"))}
     )

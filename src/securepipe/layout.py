@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securepipe.config import CatalogConfig, PipelineConfig
+from securepipe.errors import ConfigError
 
 __all__ = ["Layout", "storage_root"]
 
@@ -102,23 +103,34 @@ class Layout:
         """`<lakehouse>/_keys/tombstones`: keyed hashes of erased subjects (never their ids)."""
         return f"{self.root}/_keys/tombstones"
 
+    def _host_lock_folder(self) -> Path:
+        if self.lock_folder:
+            return Path(self.lock_folder).resolve()
+        # `load_config` gives an object-store lakehouse a lock folder beside the configuration;
+        # guessing one from the working directory would let two jobs miss each other's locks.
+        raise ConfigError(
+            f"lakehouse {self.root}: an object-store lakehouse needs lock_dir (a folder on the "
+            "scheduler host shared by every job that writes it)"
+        )
+
     @property
     def locks(self) -> str:
-        """Per-date run locks: beside a local lakehouse, else `lock_dir` (or `.cache/locks`)."""
+        """Per-date run locks: `lock_dir`, else beside a local lakehouse."""
         if self.lock_folder:
             return str(Path(self.lock_folder).resolve())
         if "://" not in self.root:
             return f"{self.root}/_locks"
-        return str(Path(".cache/locks").resolve())
+        return str(self._host_lock_folder())
 
     @property
     def lakehouse_lock(self) -> Path:
         """The lakehouse lock that nights share and erase/maintain/reencrypt/keys hold alone.
 
         Local lakehouses keep it at `<lakehouse>/_locks/lakehouse.lock`. An object store has no
-        file locks: the lock lives on the scheduler host, in `lock_dir` (default `.cache/locks`),
-        named after the lakehouse URI. Every job that writes the lakehouse must run on that host
-        (or share that folder over a file system with working `flock`).
+        file locks: the lock lives on the scheduler host, in `lock_dir` (by default
+        `.cache/locks` beside the configuration file), named after the lakehouse URI. Every job
+        that writes the lakehouse must run on that host (or share that folder over a file system
+        with working `flock`).
         """
         digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
         if self.lock_folder:
@@ -126,4 +138,4 @@ class Layout:
         if self.local:
             root = self.root.removeprefix("file://").removeprefix("file:")
             return Path(root) / "_locks" / "lakehouse.lock"
-        return Path(".cache/locks").resolve() / f"lakehouse-{digest}.lock"
+        return self._host_lock_folder() / f"lakehouse-{digest}.lock"

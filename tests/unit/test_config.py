@@ -380,3 +380,25 @@ def test_catalog_names_come_from_the_layout_and_are_checked(tmp_path) -> None:
         load_cfg(CONF, lakehouse=str(tmp_path), catalog={"database": "Bad-Name"})
     with pytest.raises(ConfigError, match="metastore embedded keeps a Derby database"):
         load_cfg(CONF, lakehouse="s3a://bucket/lake", catalog={"metastore": "embedded"})
+
+
+@pytest.mark.parametrize("name", ["../../tables", "a/b", "x`y", "a.b", "-r"])
+def test_a_role_name_that_could_leave_its_folder_is_refused(tmp_path: Path, name: str) -> None:
+    # A role's table is access/<role>/<table>: `../../tables` would land on the published table.
+    from securepipe.access.policy import load_access_policy
+    from tests.builders import write_config
+
+    path = write_config(tmp_path)
+    role = {"tables": {"transactions": {"rows": "true", "columns": {"txn_id": "clear"}}}}
+    (path.parent / "access" / "roles.yaml").write_text(yaml.safe_dump({"roles": {name: role}}))
+    with pytest.raises(ConfigError, match=r"role name .* must match"):
+        load_access_policy(path.parent / "access", load_cfg(path))
+
+
+@pytest.mark.parametrize("name", ["../../etc/x", "a/b", "a.b"])
+def test_a_gate_name_that_could_leave_the_gates_folder_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    path = _write(tmp_path, lambda d: d["tables"]["customers"].update(gates=[name]))
+    with pytest.raises(ConfigError, match=r"gate name .* must match"):
+        load_config(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from securepipe.errors import ConfigError
 from securepipe.layout import Layout
 from securepipe.locks import LockTimeout, RunLocked, file_lock, run_lock
 
@@ -79,13 +80,32 @@ def test_lakehouse_lock_lives_beside_a_local_lakehouse_and_on_the_host_for_s3(
 ) -> None:
     local = Layout(str(tmp_path / "lh"), str(tmp_path / "landing")).lakehouse_lock
     assert local == tmp_path / "lh" / "_locks" / "lakehouse.lock"
-    s3 = Layout("s3a://bucket/lh", "s3a://bucket/landing").lakehouse_lock
-    assert s3.parent == Path(".cache/locks").resolve() and s3.name.startswith("lakehouse-")
+    with pytest.raises(ConfigError, match="an object-store lakehouse needs lock_dir"):
+        _ = Layout("s3a://bucket/lh", "s3a://bucket/landing").lakehouse_lock
     pinned = Layout("s3a://bucket/lh", "s3a://bucket/landing", str(tmp_path)).lakehouse_lock
     assert pinned.parent == tmp_path
     # Two lakehouses on the same scheduler host never share a lock file.
     other = Layout("s3a://bucket/other", "s3a://bucket/landing", str(tmp_path)).lakehouse_lock
     assert other != pinned
+
+
+def test_an_object_store_lakehouse_locks_beside_its_config_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from securepipe.config import load_config
+    from tests.builders import CONF
+
+    locks = []
+    for cwd in (tmp_path / "a", tmp_path / "b"):
+        cwd.mkdir()
+        monkeypatch.chdir(cwd)
+        cfg = load_config(CONF, lakehouse="s3a://bucket/lh")
+        locks.append((Layout.of(cfg).lakehouse_lock, Layout.of(cfg).locks))
+    assert locks[0] == locks[1]
+    assert locks[0][0].parent == CONF.parent / ".cache" / "locks"
+    # A local lakehouse keeps its locks beside it.
+    local = load_config(CONF, lakehouse=str(tmp_path / "lh"))
+    assert Layout.of(local).locks == str(tmp_path / "lh" / "_locks")
 
 
 def test_a_thread_holding_the_lock_exclusively_takes_it_again_and_others_still_wait(

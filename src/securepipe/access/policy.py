@@ -18,7 +18,13 @@ import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlglot import exp
 
-from securepipe.config import PipelineConfig, TableConfig, format_validation_error, read_yaml
+from securepipe.config import (
+    NAME_PATTERN,
+    PipelineConfig,
+    TableConfig,
+    format_validation_error,
+    read_yaml,
+)
 from securepipe.errors import ConfigError, PolicyError
 from securepipe.protect.registry import get_operator, mask_names, operator_for, parse_mask
 
@@ -285,6 +291,12 @@ def load_access_policy(folder: str | Path, cfg: PipelineConfig) -> AccessPolicy:
         if not isinstance(doc, dict) or not isinstance(doc.get("roles", {}), dict):
             raise ConfigError(f"{path}: expected a mapping with a 'roles:' mapping")
         for name, role in (doc.get("roles") or {}).items():
+            # A role name becomes a folder (access/<role>/) and a catalog database: the same
+            # rule as table and column names, so `../tables` cannot land on a published table.
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise ConfigError(
+                    f"{path}: role name {str(name)!r} must match {NAME_PATTERN.pattern}"
+                )
             if name in roles:
                 raise ConfigError(f"{path}: role {name!r} is defined twice")
             try:

@@ -22,14 +22,29 @@ def landing_path(landing_root: str, table_cfg: TableConfig, run_date: str) -> st
 
 
 def _check_columns(table: str, found: list[str], declared: list[str], path: str) -> None:
-    extra = [c for c in found if c not in declared]
-    if extra:
+    """Fail closed on a column that is not declared, or a declared one that is missing.
+
+    Only declared names are ever quoted: a landing file without its header has a data record
+    where the header should be, so what Spark reports as column names can be names, e-mails and
+    card numbers. Undeclared columns are counted, never named.
+    """
+    known = set(declared)
+    extra = [c for c in found if c not in known]
+    if extra and len(extra) == len(found):
         raise SchemaDriftError(
-            f"table {table!r}: landing column(s) {', '.join(map(repr, extra))} in {path} are not "
-            "declared in the configuration; classify and protect them before they can be "
+            f"table {table!r}: the first line of the landing files in {path} matches none of the "
+            f"{len(declared)} declared column names ({len(found)} fields): is the header "
+            "missing? (its fields are not shown: they may be values)"
+        )
+    if extra:
+        positions = ", ".join(str(i + 1) for i, c in enumerate(found) if c not in known)
+        raise SchemaDriftError(
+            f"table {table!r}: {len(extra)} landing column(s) in {path} are not declared in "
+            f"the configuration (position {positions} of {len(found)}; names not shown: a "
+            "header line can hold values); classify and protect them before they can be "
             "published (fail closed)"
         )
-    missing = [c for c in declared if c not in found]
+    missing = [c for c in declared if c not in set(found)]
     if missing:
         raise SchemaDriftError(
             f"table {table!r}: declared column(s) {', '.join(map(repr, missing))} are missing "

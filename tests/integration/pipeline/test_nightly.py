@@ -262,10 +262,39 @@ def test_undeclared_landing_column_stops_the_run(spark, tmp_path) -> None:
     )
     (folder / "part-0.csv").write_text(header)
     with pytest.raises(
-        SchemaDriftError, match=r"table 'customers': landing column\(s\) 'passport_no'"
+        SchemaDriftError,
+        match=r"table 'customers': 1 landing column\(s\) .* \(position 14 of 14; names not shown",
     ):
         run_nightly(spark, cfg, RUN_DATE, tables=["customers"])
     assert not Path(Layout.of(cfg).table("customers")).exists()
+
+
+def test_a_landing_file_without_its_header_echoes_no_value(spark, tmp_path) -> None:
+    # The first record stands where the header should be: Spark reads its values as column
+    # names. The error, the audit row, the report pages and the lineage event name none of them.
+    lineage = tmp_path / "lineage.jsonl"
+    cfg = make_config(
+        tmp_path,
+        monitoring={"lineage": {"transport": "file", "path": str(lineage)}},
+    )
+    batches = generate_landing(cfg.landing, RUN_DATE, rows=5, seed=5)
+    path = batches["customers"].path
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[1:]), encoding="utf-8")
+    first = next(csv.reader([lines[1]]))
+    secrets = [v for v in first if len(v) >= 4]
+    assert len(secrets) >= 8  # name, e-mail, phone, SSN, card, address, ...
+    with pytest.raises(SchemaDriftError, match=r"matches none of the 13 declared column") as err:
+        run_nightly(spark, cfg, RUN_DATE, tables=["customers"])
+    layout = Layout.of(cfg)
+    audit = spark.read.format("delta").load(layout.audit).toJSON().collect()
+    assert len(audit) == 1 and "matches none" in audit[0]
+    written = [str(err.value), *audit, lineage.read_text(encoding="utf-8")]
+    written += [p.read_text(encoding="utf-8") for p in Path(layout.reports).rglob("*.*")]
+    assert lineage.stat().st_size > 0 and len(written) >= 4  # + the runs index page
+    for text in written:
+        leaked = [v for v in secrets if v in text]
+        assert not leaked, f"landing values echoed: {len(leaked)}"
 
 
 def test_missing_landing_date_is_a_source_error(spark, tmp_path) -> None:
