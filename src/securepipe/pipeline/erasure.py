@@ -34,6 +34,7 @@ from securepipe.crypto.keyring import KeyHandle
 from securepipe.errors import ConfigError
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
 from securepipe.io.delta import compliance_record, delete_matching, is_delta_table
+from securepipe.io.fs import list_data_files
 from securepipe.io.reports import refresh_index
 from securepipe.io.rows import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 from securepipe.io.subject_store import (
@@ -236,22 +237,6 @@ def _targets(layout: Layout, table: str, policy: AccessPolicy | None) -> list[tu
     return targets
 
 
-def _data_files(spark: SparkSession, root: str) -> list[str]:
-    """Every Parquet data file physically under a Delta table (whatever its log still says)."""
-    jvm: Any = spark.sparkContext._jvm
-    hroot = jvm.org.apache.hadoop.fs.Path(root)
-    fs = hroot.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(hroot):
-        return []
-    files = []
-    it = fs.listFiles(hroot, True)
-    while it.hasNext():
-        path = str(it.next().getPath().toString())
-        if path.endswith(".parquet") and "/_delta_log/" not in path:
-            files.append(path)
-    return sorted(files)
-
-
 def _file_history(spark: SparkSession, root: str) -> tuple[dict[str, int], dict[str, datetime]]:
     """From the commit log: the version that added each file, and when each file was removed."""
     added: dict[str, int] = {}
@@ -288,7 +273,7 @@ def _scan_target(
     policy: AccessPolicy | None,
 ) -> dict[str, dict[str, Any]]:
     """What the files physically under one table hold of the subjects, per column."""
-    files = _data_files(spark, root)
+    files = list_data_files(spark, root)
     if not files:
         return {}
     added, removed = _file_history(spark, root)

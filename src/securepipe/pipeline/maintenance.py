@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import Row, SparkSession
@@ -18,6 +17,7 @@ from securepipe.io.delta import (
     is_delta_table,
     retention_check_disabled,
 )
+from securepipe.io.fs import list_folders
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 
@@ -25,14 +25,16 @@ __all__ = ["delta_tables", "maintain", "run_maintenance"]
 
 
 def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
-    """Every Delta table under the lakehouse: tables, quarantine, access/<role>, _audit."""
+    """Every Delta table under the lakehouse: tables, quarantine, access/<role>, _audit.
+
+    Role tables are found on storage (local, `file://` or an object store alike), not in the
+    policy: a role removed from it keeps its files until they are vacuumed too.
+    """
     layout = Layout.of(cfg)
     candidates = [layout.table(t) for t in cfg.tables]
     candidates += [layout.quarantine(t) for t in cfg.tables]
-    access_root = Path(f"{layout.root}/access")
-    if "://" not in layout.root and access_root.is_dir():
-        for role in sorted(p.name for p in access_root.iterdir() if p.is_dir()):
-            candidates += [layout.access(role, t) for t in cfg.tables]
+    for role in list_folders(spark, f"{layout.root}/access"):
+        candidates += [layout.access(role, t) for t in cfg.tables]
     candidates.append(layout.audit)
     return [p for p in candidates if is_delta_table(spark, p)]
 

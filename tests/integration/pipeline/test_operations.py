@@ -139,6 +139,23 @@ def test_maintenance_vacuums_every_table_and_keeps_time_travel(ran, spark) -> No
     assert {r["key"]: r["value"] for r in props}["delta.logRetentionDuration"] == "interval 7 days"
 
 
+def test_maintenance_finds_role_tables_on_a_file_uri_lakehouse(spark, tmp_path) -> None:
+    # The role folders were listed with pathlib for plain paths only: a `file://` (or `s3a://`)
+    # lakehouse never had its role tables vacuumed. A role no longer in the policy counts too.
+    from securepipe.pipeline.maintenance import delta_tables
+
+    path = write_config(tmp_path)
+    lakehouse = tmp_path / "lakehouse"
+    for role in ("analyst", "removed_role"):
+        spark.range(3).write.format("delta").save(str(lakehouse / "access" / role / "customers"))
+    for root in (str(lakehouse), f"file://{lakehouse}"):
+        found = delta_tables(spark, load_cfg(path, lakehouse=root))
+        assert [p.split("/access/")[1] for p in found if "/access/" in p] == [
+            "analyst/customers",
+            "removed_role/customers",
+        ], root
+
+
 def test_run_lock_refuses_a_live_holder_and_ignores_a_leftover_file(tmp_path: Path) -> None:
     with (
         run_lock(tmp_path, "nightly-x"),
