@@ -67,7 +67,7 @@ from securepipe.io.delta import (
     retry_concurrent,
     write_partitions,
 )
-from securepipe.io.subject_store import with_subject_hash
+from securepipe.io.subject_store import tombstoned_hashes, with_subject_hash
 from securepipe.layout import Layout
 from securepipe.protect.subject_udfs import HASH_COLUMN
 from securepipe.quality.builtin import detectors, matches
@@ -197,15 +197,14 @@ def view_fingerprint(
 class RoleSync:
     """How a role table is brought up to the published table's `source_version`.
 
-    `mode`: `current` (nothing to do), `incremental` (rewrite `run_dates`, delete the subjects
-    of `erased` from `erased_dates`), or `full` (with `reason`).
+    `mode`: `current` (nothing to do), `incremental` (rewrite `run_dates`, delete the
+    tombstoned subjects from `erased_dates`), or `full` (with `reason`).
     """
 
     mode: str
     source_version: int
     reason: str = ""
     run_dates: tuple[str, ...] = ()
-    erased: tuple[str, ...] = ()  # subject hashes
     erased_dates: tuple[str, ...] = ()
     role_version: int = -1  # the role table's version when planned (-1: none yet)
     details: dict[str, Any] = field(default_factory=dict)
@@ -270,7 +269,6 @@ def plan_role_sync(
     if commits is None:
         return full(f"the published log no longer reaches version {since}")
     dates: set[str] = set()
-    erased: set[str] = set()
     erased_dates: set[str] = set()
     for commit in commits:
         record = commit.get("record") or {}
@@ -278,7 +276,7 @@ def plan_role_sync(
         if kind in (PUBLISH_KIND, ROLLBACK_KIND) and record.get("run_date"):
             dates.add(str(record["run_date"]))
         elif kind == ERASURE_KIND and "run_dates" in record:
-            erased.update(record.get("subject_hashes", []))
+            # The record names the dates, never the subjects: those are the tombstones.
             erased_dates.update(record["run_dates"])
         elif not is_neutral(commit):
             what = kind or commit.get("operation")
@@ -289,7 +287,6 @@ def plan_role_sync(
         "incremental",
         now,
         run_dates=tuple(sorted(dates)),
-        erased=tuple(sorted(erased)),
         erased_dates=tuple(sorted(erased_dates - dates)),
         role_version=mine,
     )
@@ -464,7 +461,8 @@ def _delete_erased(
     plan: RoleSync,
     record: dict[str, Any],
 ) -> int:
-    """Delete the rows of the erased subjects from the role table (the dates they were in).
+    """Delete the rows of erased subjects (every tombstone) from the role table, on the dates an
+    erasure named.
     Needs the subject column as stored (clear or token) and the subject index key; the caller
     rewrites those dates from the published table otherwise. Returns the rows deleted."""
     subject = str(cfg.table(table).subject)
@@ -473,7 +471,7 @@ def _delete_erased(
     path = layout.access(role, table)
     rows = spark.read.format("delta").load(path)
     rows = rows.where(_on_dates(plan.erased_dates))
-    hashes = spark.createDataFrame([(h,) for h in plan.erased], f"{HASH_COLUMN} string")
+    hashes = tombstoned_hashes(spark, layout)
     values = (
         with_subject_hash(rows.select(subject), subject, keys[cfg.erasure.index_key])
         .join(F.broadcast(hashes), HASH_COLUMN, "left_semi")

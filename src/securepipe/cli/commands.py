@@ -176,6 +176,14 @@ def _erasure(sub: argparse._SubParsersAction, data: Any) -> None:
     p = _add(sub, "erase", "erasure:erase_command", "erase data subjects (crypto-shred)", data)
     p.add_argument("--subjects", required=True, help="file with one subject id per line")
     p.add_argument("--reason", help="recorded in the audit log (no personal data)")
+    p.add_argument(
+        "--purge",
+        action="store_true",
+        help=(
+            "also remove now, whatever the retention, the files that older versions read and "
+            "that hold the subjects' rows (time travel to those versions ends)"
+        ),
+    )
 
     p = _add(
         sub,

@@ -28,7 +28,7 @@ def erase_command(args: argparse.Namespace) -> int:
     """Erase the subjects listed in `--subjects` (audited)."""
     loaded, ids = load(args), _subjects(args.subjects)
     with exclusive_session(loaded, "erase") as spark:
-        run_id, result = erase(spark, loaded.cfg, ids, loaded.policy, args.reason)
+        run_id, result = erase(spark, loaded.cfg, ids, loaded.policy, args.reason, purge=args.purge)
     if args.json:
         print(json.dumps({"run_id": run_id, **dataclasses.asdict(result)}, sort_keys=True))
         return 0
@@ -37,6 +37,15 @@ def erase_command(args: argparse.Namespace) -> int:
         f"({result.unknown} unknown: nothing to erase, tombstoned all the same); "
         f"rows deleted: {result.rows_deleted}"
     )
+    if args.purge:
+        print(f"files purged (older versions that read them are gone): {result.files_purged}")
+        for blocked in result.purge_blocked:
+            print(f"  not purged: {blocked}", file=sys.stderr)
+    else:
+        print(
+            "older versions still read their rows until VACUUM (`securepipe maintain`); "
+            "`erase --purge` removes those files now"
+        )
     print(
         f"audit run id {run_id}; prove it with: securepipe verify-erasure --subjects "
         f"{args.subjects}"

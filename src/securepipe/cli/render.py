@@ -222,6 +222,10 @@ def verify_lines(report: Mapping[str, Any]) -> tuple[list[str], str]:
     """Per column what is left of the subjects (for stderr), and the verdict line."""
     lines = []
     for name, entry in sorted(report["tables"].items()):
+        if "rows" in entry:
+            lines.append(f"  {name}: {entry['rows']['rows']} rows: {entry['rows']['status']}")
+        if "log" in entry:
+            lines.append(f"  {name}: {entry['log']['status']}")
         for column, col in sorted(entry["columns"].items()):
             until = col.get("removable_after")
             until = f" (removable after {until})" if until else ""
@@ -236,6 +240,11 @@ def verify_lines(report: Mapping[str, Any]) -> tuple[list[str], str]:
             f"{report['values_found']} stored values of these subjects, none readable"
         )
     reasons = []
+    pending = [n for n, e in sorted(report["tables"].items()) if "rows" in e or "log" in e]
+    if pending:
+        reasons.append(
+            f"pending: rows or ids of these subjects are still on storage in {', '.join(pending)}"
+        )
     if report["values_readable"]:
         reasons.append(f"{report['values_readable']} values of these subjects can still be read")
     if report.get("subject_keys_live"):

@@ -115,7 +115,12 @@ class Keyring:
         self._spec = kms_spec(store)
         self._path = Path(store.path) / KEYRING_FILE
         self._kms: KmsProvider = open_provider(self._spec, create=create)
+        self._create = create
         self._doc = self._load()
+        if create and not self._path.exists():
+            with self._changing():
+                if not self._path.exists():
+                    self._save()
 
     @property
     def generation(self) -> int:
@@ -139,6 +144,14 @@ class Keyring:
 
     def _load(self) -> dict[str, Any]:
         if not self._path.exists():
+            if not self._create:
+                # Never regenerated silently: a new keyring cannot read what the lost one
+                # wrote, and its new subject index key would find no key to destroy.
+                raise KeyAccessError(
+                    f"keyring {self._path} does not exist: data keys are created only by "
+                    "`securepipe keys init`; if this lakehouse was written before, restore the "
+                    "keyring from a backup instead"
+                )
             return {"format": FORMAT, "kek": self._kms.kek_id(), "keys": {}, "generation": 0}
         try:
             doc: dict[str, Any] = json.loads(self._path.read_text(encoding="utf-8"))
@@ -177,7 +190,16 @@ class Keyring:
         fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".keyring-")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self._path)
+        # The rename is durable only once the folder is: a crash must not bring back a keyring
+        # that no longer holds a key version the tables were written with.
+        folder = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     @contextmanager
     def _changing(self) -> Iterator[None]:

@@ -23,6 +23,7 @@ from securepipe.errors import DecryptionError
 
 __all__ = [
     "SUBJECT_KEY_VERSION",
+    "index_fingerprint",
     "new_wrapped_subject_key",
     "rewrap_subject_key",
     "subject_decrypt_many",
@@ -79,6 +80,14 @@ def subject_hash(index_key: bytes, subject_id: str) -> str:
     """The keyed hash that stands for a subject id everywhere outside the data tables (an HMAC
     token under the subject index key: equal to the Spark column `with_subject_hash` makes)."""
     return hmac_token(index_key, subject_id)
+
+
+def index_fingerprint(index_key: bytes) -> str:
+    """A public fingerprint of the subject index key (an HMAC of a fixed label: it reveals
+    nothing of the key), stored with the subject key store so that a keyring that was lost and
+    created anew, whose index key would find none of the stored keys or tombstones, is refused
+    instead of shredding nothing."""
+    return hmac_token(index_key, "securepipe-subject-index-fingerprint")[:32]
 
 
 def _wrap_aad(hashed: str, version: int | None) -> bytes:

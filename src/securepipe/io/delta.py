@@ -285,6 +285,9 @@ def overwrite_table(
     conflicts and turns anything else into a `PublishError` that names the class only.
     """
     writer = df.write.format("delta").mode("overwrite")
+    # A table this write creates keeps no min/max statistics in its log: they would copy values
+    # (a subject's id, a masked value) into commit files that outlive every erasure.
+    writer = writer.option("delta.dataSkippingNumIndexedCols", "0")
     if overwrite_schema:
         writer = writer.option("overwriteSchema", "true")
     if partition_by:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-__all__ = ["delete_files", "list_data_files", "list_folders"]
+__all__ = ["delete_files", "list_data_files", "list_folders", "list_log_files"]
 
 
 def _fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
@@ -38,6 +38,14 @@ def list_data_files(spark: SparkSession, root: str) -> list[str]:
         if found.endswith(".parquet") and "/_delta_log/" not in found:
             files.append(found)
     return sorted(files)
+
+
+def list_log_files(spark: SparkSession, root: str) -> list[str]:
+    """The files of a Delta table's `_delta_log` folder (commits, checkpoints), as URIs."""
+    path, fs = _fs(spark, f"{root.rstrip('/')}/_delta_log")
+    if not fs.exists(path):
+        return []
+    return sorted(str(s.getPath().toString()) for s in fs.listStatus(path) if s.isFile())
 
 
 def delete_files(spark: SparkSession, uris: Iterable[str]) -> int:

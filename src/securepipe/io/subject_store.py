@@ -22,7 +22,8 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType, T
 
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.crypto.subject import subject_hash
+from securepipe.crypto.subject import index_fingerprint, subject_hash
+from securepipe.errors import KeyAccessError
 from securepipe.io.delta import (
     commit_entry,
     commit_metadata,
@@ -40,10 +41,12 @@ from securepipe.protect.subject_udfs import (
 from securepipe.protect.udfs import build_hmac_udf
 
 __all__ = [
+    "INDEX_FINGERPRINT",
     "STORE_SCHEMA",
     "TOMBSTONE_SCHEMA",
     "add_tombstones",
     "attach_subject_keys",
+    "check_index_key",
     "count_tombstoned",
     "destroy_subject_keys",
     "drop_erased_subjects",
@@ -52,6 +55,7 @@ __all__ = [
     "rewrap_store",
     "subject_hashes",
     "subject_keys_wrapped_under",
+    "tombstoned_hashes",
     "with_subject_hash",
 ]
 
@@ -71,7 +75,14 @@ TOMBSTONE_SCHEMA = StructType(
 )
 
 
-def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str) -> None:
+# The table property of the subject key store and the tombstones that names the index key
+# they were written with (`crypto.subject.index_fingerprint`).
+INDEX_FINGERPRINT = "securepipe.indexKeyFingerprint"
+
+
+def _ensure_delta(
+    spark: SparkSession, path: str, schema: StructType, what: str, fingerprint: str | None = None
+) -> None:
     if not is_delta_table(spark, path):
         builder = (
             DeltaTable.createIfNotExists(spark)
@@ -80,9 +91,46 @@ def _ensure_delta(spark: SparkSession, path: str, schema: StructType, what: str)
             # DELETE must rewrite files (no deletion vectors) so that VACUUM can remove the
             # wrapped keys of erased subjects for good.
             .property("delta.enableDeletionVectors", "false")
-            .property("delta.dataSkippingNumIndexedCols", "1")
+            # No min/max statistics: the log would keep a subject hash after its erasure.
+            .property("delta.dataSkippingNumIndexedCols", "0")
         )
+        if fingerprint is not None:
+            builder = builder.property(INDEX_FINGERPRINT, fingerprint)
         retry_concurrent(builder.execute, f"creating {what} {path}")
+
+
+def check_index_key(spark: SparkSession, layout: Layout, index: KeyHandle) -> None:
+    """Refuse a subject index key other than the one the key store and tombstones were written
+    with (a keyring lost and created anew by `keys init`: its hashes would find no subject key
+    and no tombstone, so an erasure would destroy nothing and erased subjects would come back).
+    A store written before the fingerprint was recorded gets it now.
+
+    Raises:
+        KeyAccessError: naming the table and the key store.
+    """
+    expected = index_fingerprint(data_keys(index)[index.current])
+    # The store is created here, fingerprinted, before anything writes to it.
+    _ensure_delta(spark, layout.subject_store, STORE_SCHEMA, "subject key store", expected)
+    for path, what in (
+        (layout.subject_store, "subject key store"),
+        (layout.tombstones, "tombstones"),
+    ):
+        if not is_delta_table(spark, path):
+            continue
+        table = DeltaTable.forPath(spark, path)
+        detail = table.detail().first()
+        found = ((detail["properties"] if detail else None) or {}).get(INDEX_FINGERPRINT)
+        if found is None:
+            spark.sql(
+                f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{INDEX_FINGERPRINT}' = "
+                f"'{expected}')"
+            )
+        elif found != expected:
+            raise KeyAccessError(
+                f"{what} {path} was written with another subject index key than key "
+                f"{index.name!r} of this keyring: the keyring is not the one this lakehouse was "
+                "written with (lost and created anew?); restore it from a backup"
+            )
 
 
 def _insert_new_hashes(spark: SparkSession, path: str, rows: DataFrame, what: str) -> int:
@@ -118,6 +166,11 @@ def _tombstones(spark: SparkSession, layout: Layout) -> DataFrame:
     return spark.read.format("delta").load(layout.tombstones)
 
 
+def tombstoned_hashes(spark: SparkSession, layout: Layout) -> DataFrame:
+    """Every erased subject's keyed hash, as one column `_subject_hash` (distinct)."""
+    return _tombstones(spark, layout).select(F.col("subject_hash").alias(HASH_COLUMN)).distinct()
+
+
 def _hash_frame(spark: SparkSession, hashes: Iterable[str]) -> DataFrame:
     return spark.createDataFrame([(h,) for h in hashes], "subject_hash string")
 
@@ -143,9 +196,7 @@ def drop_erased_subjects(
         The remaining rows and how many rows were dropped. Dropped rows are not kept anywhere:
         no key, no quarantine, no raw record.
     """
-    tomb = F.broadcast(
-        _tombstones(spark, layout).select(F.col("subject_hash").alias(HASH_COLUMN)).distinct()
-    )
+    tomb = F.broadcast(tombstoned_hashes(spark, layout))
     erased = hashed.join(tomb, HASH_COLUMN, "left_semi").count()
     if not erased:
         return hashed, 0

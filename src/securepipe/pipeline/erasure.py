@@ -17,7 +17,8 @@ subject key store (`securepipe.io.subject_store`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,10 +32,10 @@ from securepipe.access.publish import ERASURE_KIND, PARTITION_COLUMN, publish_ro
 from securepipe.access.views import role_columns
 from securepipe.config import PipelineConfig
 from securepipe.crypto.keyring import KeyHandle
-from securepipe.errors import ConfigError
+from securepipe.errors import ConfigError, error_kind
 from securepipe.io.audit import AuditEntry, append_audit, new_run_id
 from securepipe.io.delta import compliance_record, delete_matching, is_delta_table
-from securepipe.io.fs import list_data_files
+from securepipe.io.fs import delete_files, list_data_files, list_folders, list_log_files
 from securepipe.io.reports import refresh_index
 from securepipe.io.rows import RAW_RECORD_COLUMN, RAW_SUBJECT_RECORD_COLUMN
 from securepipe.io.subject_store import (
@@ -47,7 +48,7 @@ from securepipe.io.subject_store import (
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 from securepipe.logs import log_context
-from securepipe.pipeline.keys import resolve_keys
+from securepipe.pipeline.keys import check_key_store, resolve_keys
 from securepipe.protect.registry import operator_for
 
 __all__ = [
@@ -77,21 +78,22 @@ def subject_tables(cfg: PipelineConfig) -> list[str]:
 
 @dataclass
 class ErasureResult:
-    """What an erasure did: counts and keyed hashes only."""
+    """What an erasure did: counts only."""
 
     requested: int
     keys_destroyed: int
     unknown: int
     tombstones_added: int = 0
     rows_deleted: dict[str, int] = field(default_factory=dict)
-    subject_hashes: list[str] = field(default_factory=list)
+    files_purged: dict[str, int] = field(default_factory=dict)
+    purge_blocked: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the audit log and the console (counts only)."""
         return (
             f"{self.requested} subjects, {self.keys_destroyed} keys destroyed, {self.unknown} "
             f"unknown, {self.tombstones_added} tombstones added"
-        )
+        ) + (f", {sum(self.files_purged.values())} files purged" if self.files_purged else "")
 
 
 def _delete_rows(
@@ -102,10 +104,9 @@ def _delete_rows(
     run_id: str,
     table: str,
     cfg: PipelineConfig,
-    hashes: list[str],
 ) -> int:
     """Delete the subjects' rows from one table; the commit's record names the dates they were
-    in and the subjects' keyed hashes (the role tables replay it from there)."""
+    in, never the subjects (the role tables replay it against the tombstones)."""
     target = spark.read.format("delta").load(path)
     dates = [
         str(r[0])
@@ -123,7 +124,6 @@ def _delete_rows(
         cfg.fingerprint(),
         kind=ERASURE_KIND,
         run_dates=sorted(dates),
-        subject_hashes=hashes,
     )
     where = "t.{} IN ({})".format(PARTITION_COLUMN, ", ".join(f"DATE'{d}'" for d in sorted(dates)))
     return delete_matching(spark, path, subject, ids, record, where=where)
@@ -137,14 +137,23 @@ def erase_subjects(
     run_id: str,
     policy: AccessPolicy | None = None,
     reason: str = "erasure request",
+    purge: bool = False,
 ) -> ErasureResult:
     """Erase data subjects everywhere (see the module doc) and record it in the audit log.
+
+    With `purge`, the data files that older versions still read and that hold a row of the
+    subjects are then removed from storage, whatever the retention: no version on storage reads
+    them any more (time travel to the versions that needed those files fails from then on).
+    Without it they stay until VACUUM, and `verify_erasure` says "pending" until then.
 
     Unknown subjects are counted, not fatal; erasing twice is a no-op. The caller holds the
     exclusive lakehouse lock (the VACUUM below Delta's safety threshold is safe only then).
     """
     started = datetime.now(UTC)
     layout = Layout.of(cfg)
+    # A keyring created anew would hash the ids to nothing the store holds: refuse before the
+    # first write rather than "destroy" no key.
+    check_key_store(spark, cfg, keys, subject_tables(cfg))
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
     hashes = subject_hashes(_index_key(cfg, keys), ids)
     # Tombstones first: if anything below fails, the subjects still never come back.
@@ -155,7 +164,6 @@ def erase_subjects(
         keys_destroyed=known,
         unknown=len(ids) - known,
         tombstones_added=added,
-        subject_hashes=hashes,
     )
     id_df = spark.createDataFrame([(i,) for i in ids], "value string")
     for table in subject_tables(cfg):
@@ -166,11 +174,13 @@ def erase_subjects(
         ):
             if is_delta_table(spark, path):
                 result.rows_deleted[f"{kind}/{table}"] = _delete_rows(
-                    spark, path, subject, id_df, run_id, table, cfg, hashes
+                    spark, path, subject, id_df, run_id, table, cfg
                 )
         if policy is not None and is_delta_table(spark, layout.table(table)):
             # The role tables replay the erasure commit: the rows are deleted, nothing rebuilt.
             publish_role_tables(spark, cfg, policy, table, run_id, keys)
+    if purge:
+        _purge(spark, cfg, ids, policy, result)
     _log.info("erasure: %s, rows deleted %s", result.summary(), result.rows_deleted)
     entry = AuditEntry(
         run_id=run_id,
@@ -180,11 +190,38 @@ def erase_subjects(
         status="ok",
         config_hash=cfg.fingerprint(),
         message=f"{reason}: {result.summary()}",
-        tables={"rows_deleted": result.rows_deleted, "subject_hashes": result.subject_hashes},
+        # Counts only: the subjects' keyed hashes are kept in the tombstones, nowhere else.
+        tables={
+            "rows_deleted": result.rows_deleted,
+            "files_purged": result.files_purged,
+            "purge_blocked": result.purge_blocked,
+        },
     )
     append_audit(spark, layout.audit, [entry])
     refresh_index(spark, layout.reports, layout.audit)
     return result
+
+
+def _purge(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    ids: list[str],
+    policy: AccessPolicy | None,
+    result: ErasureResult,
+) -> None:
+    """Remove every file on storage that holds a row of the subjects and that the current
+    version no longer reads (exactly those files: the rest of each table's history stays)."""
+    for kind, table, root, scan in _scan_all(spark, cfg, ids, [], policy):
+        name = f"{kind}/{table}"
+        if scan is None:
+            result.purge_blocked.append(f"{root}: unreadable ({kind})")
+            continue
+        if scan.live:
+            # The current version still holds them (a role table that could not be rewritten):
+            # that is for the next sync, never for a file deletion under a live table.
+            result.purge_blocked.append(f"{name}: rows in the current version")
+        if scan.removed_files:
+            result.files_purged[name] = delete_files(spark, scan.removed_files)
 
 
 # --- verify-erasure --------------------------------------------------------------------------
@@ -228,19 +265,33 @@ def _column_classes(
     return out
 
 
-def _targets(layout: Layout, table: str, policy: AccessPolicy | None) -> list[tuple[str, str]]:
+def _targets(
+    spark: SparkSession, layout: Layout, table: str, policy: AccessPolicy | None
+) -> list[tuple[str, str]]:
+    """The protected table, its quarantine and every role's copy of it: the policy's roles and
+    any other role folder still on storage (a role removed from the policy keeps its files)."""
     targets = [("tables", layout.table(table)), ("quarantine", layout.quarantine(table))]
-    if policy is not None:
-        for role in sorted(policy.roles):
-            if table in policy.roles[role].tables:
-                targets.append((f"access/{role}", layout.access(role, table)))
+    roles = {r for r in policy.roles if table in policy.roles[r].tables} if policy else set()
+    for role in list_folders(spark, f"{layout.root}/access"):
+        if role not in roles and table in list_folders(spark, f"{layout.root}/access/{role}"):
+            roles.add(role)
+    for role in sorted(roles):
+        targets.append((f"access/{role}", layout.access(role, table)))
     return targets
 
 
-def _file_history(spark: SparkSession, root: str) -> tuple[dict[str, int], dict[str, datetime]]:
-    """From the commit log: the version that added each file, and when each file was removed."""
-    added: dict[str, int] = {}
-    removed: dict[str, datetime] = {}
+@dataclass
+class _FileHistory:
+    """From a table's commit files: the version that added each data file, and the version and
+    time that removed it (files still in the current version have no removal)."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    current: int = -1
+
+
+def _file_history(spark: SparkSession, root: str) -> _FileHistory:
+    history = _FileHistory()
     log = (
         spark.read.json(f"{root}/_delta_log/*.json")
         .withColumn("_file", F.input_file_name())
@@ -248,18 +299,64 @@ def _file_history(spark: SparkSession, root: str) -> tuple[dict[str, int], dict[
     )
     for row in log:
         version = int(str(row["_file"]).rsplit("/", 1)[-1].split(".")[0])
+        history.current = max(history.current, version)
         fields = row.asDict()
         if fields.get("add") is not None:
-            added[unquote(fields["add"]["path"])] = version
+            history.added[unquote(fields["add"]["path"])] = version
         if fields.get("remove") is not None:
             stamp = fields["remove"]["deletionTimestamp"] or 0
-            removed[unquote(fields["remove"]["path"])] = datetime.fromtimestamp(stamp / 1000, UTC)
-    return added, removed
+            when = datetime.fromtimestamp(stamp / 1000, UTC)
+            history.removed[unquote(fields["remove"]["path"])] = (version, when)
+    return history
 
 
 def _relative(root: str, path: str) -> str:
     tail = path.split(root.rstrip("/").split("://")[-1].rstrip("/") + "/", 1)[-1]
     return unquote(tail)
+
+
+@dataclass
+class _Scan:
+    """What the files physically under one table hold of the subjects."""
+
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: int = 0  # rows of the subjects, in any file still on storage
+    first: int | None = None  # the oldest version that reads one of them
+    last: int | None = None  # the newest version that reads one of them
+    live: bool = False  # a file of the current version holds one
+    removed_at: datetime | None = None  # when the newest of their files left the table
+    removed_files: list[str] = field(default_factory=list)  # URIs no version needs any more...
+    log_commits: list[int] = field(default_factory=list)  # commit files quoting a subject id
+
+
+def _log_mentions(spark: SparkSession, root: str, ids: list[str]) -> list[int]:
+    """The commit files and checkpoints of a table's log that quote one of the ids (min/max
+    statistics of a subject column, written before statistics left it out): versions, sorted."""
+    if not ids:
+        return []
+    quoted = "|".join(re.escape(i) for i in ids)
+    pattern = rf'\\?"(?:{quoted})\\?"'
+    found = (
+        spark.read.text(f"{root}/_delta_log/*.json")
+        .where(F.col("value").rlike(pattern))
+        .select(F.input_file_name().alias("f"))
+        .distinct()
+        .collect()
+    )
+    versions = {int(str(r["f"]).rsplit("/", 1)[-1].split(".")[0]) for r in found}
+    checkpoints = [
+        f for f in list_log_files(spark, root) if ".checkpoint." in f and f.endswith(".parquet")
+    ]
+    if checkpoints:
+        hits = (
+            spark.read.parquet(*checkpoints)
+            .where(F.col("add.stats").rlike(pattern))
+            .select(F.input_file_name().alias("f"))
+            .distinct()
+            .collect()
+        )
+        versions |= {int(str(r["f"]).rsplit("/", 1)[-1].split(".")[0]) for r in hits}
+    return sorted(versions)
 
 
 def _scan_target(
@@ -269,29 +366,33 @@ def _scan_target(
     kind: str,
     root: str,
     ids: DataFrame,
+    id_list: list[str],
     live_ids: list[str],
     policy: AccessPolicy | None,
-) -> dict[str, dict[str, Any]]:
-    """What the files physically under one table hold of the subjects, per column."""
+) -> _Scan:
+    """What the files physically under one table hold of the subjects: their rows (every
+    column, the clear ones included) with the versions that read them, and per personal column
+    how its values are protected."""
+    scan = _Scan()
     files = list_data_files(spark, root)
     if not files:
-        return {}
-    added, removed = _file_history(spark, root)
+        return scan
+    history = _file_history(spark, root)
+    subject = str(cfg.table(table).subject)
+    scan.log_commits = _log_mentions(spark, root, id_list)
     df = spark.read.option("mergeSchema", "true").parquet(*files)
     meta = {f.name: dict(f.metadata or {}) for f in df.schema.fields}
     if kind.startswith("access/") and policy is not None:
         for column, treatment in role_columns(policy, kind.split("/", 1)[1], table).items():
             meta.setdefault(column, {})["securepipe.access"] = treatment.label()
     classes = _column_classes(cfg, table, df.columns, meta)
-    if not classes:
-        return {}
-    subject = str(cfg.table(table).subject)
     if subject not in df.columns:
         # Rows cannot be tied to a subject: what they hold is unknown, never "erased".
-        return {
+        scan.columns = {
             c: {"class": "unattributable", "files": len(files), "values": 0, "readable": 1}
             for c in classes
         }
+        return scan
     live = F.col(subject).isin(live_ids) if live_ids else F.lit(False)
     names = list(classes)
     rows = (
@@ -299,32 +400,45 @@ def _scan_target(
         .withColumn("_file", F.input_file_name())
         .groupBy("_file")
         .agg(
+            F.count(F.lit(1)).alias("rows"),
             *[F.count(F.col(c)).alias(f"n{i}") for i, c in enumerate(names)],
             *[F.count(F.when(live, F.col(c))).alias(f"l{i}") for i, c in enumerate(names)],
         )
         .collect()
     )
-    out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        rel = _relative(root, str(row["_file"]))
+        uri = str(row["_file"])
+        rel = _relative(root, uri)
+        first = history.added.get(rel)
+        gone = history.removed.get(rel)
+        last = gone[0] - 1 if gone else history.current
+        scan.rows += int(row["rows"])
+        if first is not None:
+            scan.first = first if scan.first is None else min(scan.first, first)
+        scan.last = last if scan.last is None else max(scan.last, last)
+        if gone is None:
+            scan.live = True
+        else:
+            scan.removed_files.append(uri)
+            scan.removed_at = gone[1] if scan.removed_at is None else max(scan.removed_at, gone[1])
         for i, column in enumerate(names):
             n = int(row[f"n{i}"])
             if not n:
                 continue
             klass = classes[column]
-            entry = out.setdefault(
+            entry = scan.columns.setdefault(
                 column,
                 {"class": klass, "versions": set(), "values": 0, "readable": 0, "live": False},
             )
             entry["values"] += n
             entry["readable"] += n if klass in _READABLE else int(row[f"l{i}"])
-            if rel in added:
-                entry["versions"].add(added[rel])
-            if rel in removed:
-                entry["removed"] = max(entry.get("removed", removed[rel]), removed[rel])
+            if first is not None:
+                entry["versions"].add(first)
+            if gone is not None:
+                entry["removed"] = max(entry.get("removed", gone[1]), gone[1])
             else:
                 entry["live"] = True
-    return out
+    return scan
 
 
 def verify_erasure(
@@ -349,6 +463,7 @@ def verify_erasure(
     Returns:
         A JSON-ready report with `erased`, `values_readable`, `tables`, `subjects`, `errors`.
     """
+    check_key_store(spark, cfg, keys, subject_tables(cfg))
     ids = sorted({i.strip() for i in subject_ids if i.strip()})
     report: dict[str, Any] = {
         "subjects": len(ids),
@@ -372,44 +487,108 @@ def verify_erasure(
     report["subject_keys_live"] = len(live_ids)
     report["tombstoned"] = tombstoned
     retention = timedelta(hours=cfg.retention.vacuum_hours)
-    id_df = F.broadcast(spark.createDataFrame([(i,) for i in ids], "subject_id string"))
-    for table in subject_tables(cfg):
-        for kind, root in _targets(layout, table, policy):
-            try:
-                columns = _scan_target(spark, cfg, table, kind, root, id_df, live_ids, policy)
-            except Exception as exc:
-                report["errors"].append({"path": root, "error": type(exc).__name__})
-                continue
-            report["tables_checked"] += 1
-            for entry in columns.values():
-                versions = sorted(entry.pop("versions", set()))
-                entry["versions"] = versions
-                gone = entry.pop("removed", None)
-                still_live = entry.pop("live", False)
-                if entry["class"] == "unattributable":
-                    entry["status"] = _STATUS["unattributable"]
-                elif entry["readable"] == 0:
-                    entry["status"] = _STATUS["subject_key"]
-                elif entry["class"] == "subject_key":
-                    entry["status"] = "readable: the subject's key still exists (not erased)"
-                elif still_live:
-                    entry["status"] = "readable in the current version (not erased)"
-                else:
-                    entry["status"] = _STATUS[entry["class"]]
-                    if gone is not None:
-                        removable = gone + retention
-                        entry["removable_after"] = removable.isoformat(timespec="seconds")
-                report["values_found"] += entry["values"]
-                report["values_readable"] += entry["readable"]
-            if columns:
-                report["tables"][f"{kind}/{table}"] = {"path": root, "columns": columns}
+    report["rows_on_storage"] = 0
+    report["log_mentions"] = 0
+    for kind, table, root, scan in _scan_all(spark, cfg, ids, live_ids, policy):
+        if scan is None:
+            report["errors"].append({"path": root, "error": kind})
+            continue
+        report["tables_checked"] += 1
+        columns = scan.columns
+        for entry in columns.values():
+            versions = sorted(entry.pop("versions", set()))
+            entry["versions"] = versions
+            gone = entry.pop("removed", None)
+            still_live = entry.pop("live", False)
+            if entry["class"] == "unattributable":
+                entry["status"] = _STATUS["unattributable"]
+            elif entry["readable"] == 0:
+                entry["status"] = _STATUS["subject_key"]
+            elif entry["class"] == "subject_key":
+                entry["status"] = "readable: the subject's key still exists (not erased)"
+            elif still_live:
+                entry["status"] = "readable in the current version (not erased)"
+            else:
+                entry["status"] = _STATUS[entry["class"]]
+                if gone is not None:
+                    removable = gone + retention
+                    entry["removable_after"] = removable.isoformat(timespec="seconds")
+            report["values_found"] += entry["values"]
+            report["values_readable"] += entry["readable"]
+        name = f"{kind}/{table}"
+        found: dict[str, Any] = {"path": root, "columns": columns}
+        if scan.rows:
+            found["rows"] = _rows_entry(name, scan, retention)
+            report["rows_on_storage"] += scan.rows
+        if scan.log_commits:
+            found["log"] = {
+                "commits": scan.log_commits,
+                "status": (
+                    f"pending: the Delta log of {name} quotes a subject id (column statistics) "
+                    f"in commits {_span(scan.log_commits)} until the log is cleaned up "
+                    "(delta.logRetentionDuration)"
+                ),
+            }
+            report["log_mentions"] += len(scan.log_commits)
+        if columns or scan.rows or scan.log_commits:
+            report["tables"][name] = found
     report["erased"] = (
         report["values_readable"] == 0
+        and report["rows_on_storage"] == 0
+        and report["log_mentions"] == 0
         and not report["errors"]
         and not live_ids
         and tombstoned == len(set(hashes))
     )
     return report
+
+
+def _span(versions: list[int]) -> str:
+    return f"{versions[0]}-{versions[-1]}" if len(versions) > 1 else str(versions[0])
+
+
+def _rows_entry(name: str, scan: _Scan, retention: timedelta) -> dict[str, Any]:
+    """The subjects' rows in one table's files: which versions read them, and until when."""
+    first = "the oldest kept version" if scan.first is None else str(scan.first)
+    entry: dict[str, Any] = {
+        "rows": scan.rows,
+        "versions": [scan.first, scan.last],
+        "files_to_purge": len(scan.removed_files),
+    }
+    if scan.live:
+        entry["status"] = f"readable in the current version of {name} (not erased)"
+        return entry
+    until = ""
+    if scan.removed_at is not None:
+        when = scan.removed_at + retention
+        entry["removable_after"] = when.isoformat(timespec="seconds")
+        until = f" on {when.date().isoformat()}"
+    entry["status"] = (
+        f"pending: readable in versions {first}-{scan.last} of {name} until VACUUM{until} "
+        "(or `securepipe erase --purge`)"
+    )
+    return entry
+
+
+def _scan_all(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    ids: list[str],
+    live_ids: list[str],
+    policy: AccessPolicy | None,
+) -> Iterator[tuple[str, str, str, _Scan | None]]:
+    """Every table that can hold the subjects, scanned: (kind, table, path, scan), or the error
+    class in place of the kind and None when the table could not be read."""
+    layout = Layout.of(cfg)
+    id_df = F.broadcast(spark.createDataFrame([(i,) for i in ids], "subject_id string"))
+    for table in subject_tables(cfg):
+        for kind, root in _targets(spark, layout, table, policy):
+            try:
+                scan = _scan_target(spark, cfg, table, kind, root, id_df, ids, live_ids, policy)
+            except Exception as exc:  # a broken table is reported, never a crash
+                yield error_kind(exc), table, root, None
+                continue
+            yield kind, table, root, scan
 
 
 def erase(
@@ -418,6 +597,7 @@ def erase(
     subject_ids: Iterable[str],
     policy: AccessPolicy | None = None,
     reason: str | None = None,
+    purge: bool = False,
 ) -> tuple[str, ErasureResult]:
     """The `erase` job: alone on the lakehouse (a running night could otherwise publish a
     subject between the tombstone and the deletion, or lose a new key to the store's VACUUM).
@@ -435,7 +615,7 @@ def erase(
     ):
         keys = resolve_keys(cfg, list(cfg.tables))
         result = erase_subjects(
-            spark, cfg, subject_ids, keys, run_id, policy, reason or "erasure request"
+            spark, cfg, subject_ids, keys, run_id, policy, reason or "erasure request", purge
         )
     return run_id, result
 

@@ -13,7 +13,11 @@ from securepipe.config import KeyStoreConfig, PipelineConfig, TableConfig
 from securepipe.crypto.keyring import KeyHandle, Keyring, rotate_local_master_key
 from securepipe.errors import KeyAccessError, SecurePipeError
 from securepipe.io.delta import commit_records
-from securepipe.io.subject_store import rewrap_store, subject_keys_wrapped_under
+from securepipe.io.subject_store import (
+    check_index_key,
+    rewrap_store,
+    subject_keys_wrapped_under,
+)
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 from securepipe.protect.registry import operator_for
@@ -23,6 +27,7 @@ __all__ = [
     "ENCRYPTION_BUDGET",
     "KeyChange",
     "change_keys",
+    "check_key_store",
     "check_keyring_not_rolled_back",
     "count_encryptions",
     "keys_of",
@@ -122,6 +127,23 @@ def check_keyring_not_rolled_back(
                     "back; restore the current one"
                 )
         return
+
+
+def check_key_store(
+    spark: SparkSession, cfg: PipelineConfig, keys: Mapping[str, KeyHandle], tables: Iterable[str]
+) -> None:
+    """Before a job reads or changes the lakehouse with these keys: the keyring is not older
+    than the one each table was last written with, and the subject index key is the one the
+    subject key store and the tombstones were written with.
+
+    Raises:
+        KeyAccessError: naming the table or the key store.
+    """
+    layout = Layout.of(cfg)
+    for table in tables:
+        check_keyring_not_rolled_back(spark, layout.table(table), table, keys)
+    if cfg.erasure is not None and any(cfg.table(t).subject for t in cfg.tables):
+        check_index_key(spark, layout, keys[cfg.erasure.index_key])
 
 
 def count_encryptions(cfg: PipelineConfig, counts: Mapping[str, int]) -> None:

@@ -23,7 +23,7 @@ from securepipe.io.reports import refresh_index, render_matrix, write_page, writ
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock, run_lock
 from securepipe.logs import log_context
-from securepipe.pipeline.keys import count_encryptions, resolve_keys
+from securepipe.pipeline.keys import check_key_store, count_encryptions, resolve_keys
 from securepipe.pipeline.monitor import RunEnd, RunMonitor
 from securepipe.pipeline.results import RunResult, TableResult
 from securepipe.pipeline.stages import (
@@ -162,6 +162,8 @@ def run_nightly(
         monitor.start()
         try:
             keys = resolve_keys(cfg, names)
+            # Each table's keyring generation is checked as it is prepared.
+            check_key_store(spark, cfg, keys, ())
             result = _run_tables(
                 spark, cfg, day, names, run_id, keys, policy, skip_unchanged, results
             )

@@ -21,7 +21,7 @@ from securepipe.io.delta import (
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 from securepipe.logs import log_context
-from securepipe.pipeline.keys import resolve_keys
+from securepipe.pipeline.keys import check_key_store, resolve_keys
 from securepipe.protect.base import ColumnContext
 from securepipe.protect.registry import operator_for
 from securepipe.protect.subject_udfs import KEK_SENTINEL
@@ -87,5 +87,6 @@ def reencrypt(
         lakehouse_lock(Layout.of(cfg), exclusive=True, what=f"reencrypt {table}"),
     ):
         keys = resolve_keys(cfg, [table])
+        check_key_store(spark, cfg, keys, [table])
         commit = reencrypt_table(spark, cfg, table, Layout.of(cfg).table(table), keys, run_id)
     return commit, {name: h.current for name, h in keys.items() if name != KEK_SENTINEL}

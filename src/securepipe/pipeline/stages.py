@@ -243,16 +243,24 @@ def protect_batch(
     Returns:
         Protected declared columns, `_reasons`, the encrypted `_raw_record` (quarantine key) or
         `_raw_subject_record` (subject key) of rejected rows, `_source_file` and `run_date`. No
-        column holds plaintext of a protected column.
+        column holds plaintext of a protected column; a rejected row keeps only its key and
+        subject columns (the rest of it is in its encrypted raw record).
     """
     parsed = parse_rows(df, table_cfg)
-    # A rejected row keeps its values in the encrypted raw record; columns whose operator has an
-    # input domain (FF1) or needs the subject's key are not protected for it.
+    # A rejected row keeps its values only in the encrypted raw record. Its columns cannot be
+    # trusted to hold what they are declared to hold (one unquoted comma shifts a card number
+    # into `balance`, a name into `city`), so all but the key and the subject are nulled: they
+    # are what ties the row to its record and its data subject.
     rejected = F.size(REASONS_COLUMN) > 0
-    for name, col in table_cfg.columns.items():
-        operator = operator_for(col)
-        if operator.per_subject or operator.accepts(F.col(name), col.protect.params) is not None:
-            parsed = parsed.withColumn(name, F.when(~rejected, F.col(name)))
+    kept = {table_cfg.key, table_cfg.subject}
+    parsed = parsed.select(
+        *[
+            F.when(~rejected, F.col(c)).alias(c)
+            if c in table_cfg.columns and c not in kept
+            else F.col(c)
+            for c in parsed.columns
+        ]
+    )
     raw_records = sealed_raw_records(
         table,
         RAW_RECORD_COLUMN,
@@ -394,11 +402,14 @@ def evaluate(prepared: Prepared, cfg: PipelineConfig, keys: Mapping[str, KeyHand
 
 
 def _stats_columns(table_cfg: TableConfig) -> list[str]:
-    """Columns whose min/max may go into the Delta log: stored in clear and not personal."""
+    """Columns whose min/max may go into the Delta log: stored in clear, not personal, and not
+    the data subject's id (the log outlives an erasure: a min value would keep the id)."""
     return [
         name
         for name, col in table_cfg.columns.items()
-        if operator_for(col).passes_value and not col.classification.personal
+        if operator_for(col).passes_value
+        and not col.classification.personal
+        and name != table_cfg.subject
     ]
 
 

@@ -191,10 +191,22 @@ def leak_scan_exprs(
     numeric = {
         f.name for f in df.schema.fields if isinstance(f.dataType, IntegralType | DecimalType)
     }
+    decimal = {f.name for f in df.schema.fields if isinstance(f.dataType, DecimalType)}
     for name in scanned_columns(df, table_cfg):
         text = F.col(name).cast("string")
+        forms = [text]
+        if name in decimal:
+            # A decimal's text carries a point and its scale (`4111111111111111.00`), which no
+            # whole-value pattern matches: it is also read as its integer when the fraction is
+            # zero (a card number or SSN shifted into a money column) and as its unscaled digits
+            # (for the Luhn-checked card detector only: any 7-digit amount would look like an SSN).
+            forms.append(F.regexp_replace(text, r"\.0*$", ""))
+            unscaled = F.regexp_replace(F.regexp_replace(text, r"\.", ""), r"^0+(?=\d)", "")
         for det_name, det in (NUMERIC_DETECTORS if name in numeric else active).items():
-            hit = F.coalesce(matches(text, det), F.lit(False))
+            hit = F.lit(False)
+            checked = [*forms, unscaled] if name in decimal and det.luhn else forms
+            for form in checked:
+                hit = hit | F.coalesce(matches(form, det), F.lit(False))
             exprs[f"leak:{name}:{det_name}"] = F.sum(F.when(hit, 1).otherwise(0))
     return exprs
 

@@ -117,8 +117,18 @@ def test_erase_one_subject_then_time_travel_cannot_read_it(env, spark, keys, vic
     )
     assert stored.where(F.col("full_name").isNotNull()).count() == 1
     report = verify_erasure(spark, cfg, [victim], keys, env["policy"])
-    assert report["erased"] and report["values_found"] >= 2 and report["tables_checked"] >= 6
+    assert report["values_found"] >= 2 and report["tables_checked"] >= 6
     assert report["tombstoned"] == 1 and report["subject_keys_live"] == 0
+    # Not "erased": the version before the erasure still reads the subject's row, with its id,
+    # balance, city and signup time in clear, until VACUUM (or `erase --purge`).
+    assert not report["erased"] and report["values_readable"] == 0
+    pending = report["tables"]["tables/customers"]["rows"]
+    assert pending["rows"] == 1 and pending["versions"][0] <= version <= pending["versions"][1]
+    assert pending["status"].startswith(
+        f"pending: readable in versions {pending['versions'][0]}-{pending['versions'][1]} of "
+        "tables/customers until VACUUM on "
+    )
+    assert "rows" in report["tables"]["access/support/customers"]
     columns = report["tables"]["tables/customers"]["columns"]
     # Complete shredding: every personal column of the subject is under the subject's key.
     assert set(columns) == {
@@ -150,11 +160,41 @@ def test_rerun_and_a_later_file_do_not_bring_an_erased_subject_back(
     assert len(_store_hashes(spark, cfg)) == keys_before  # no new key for the erased subject
     store = _store_hashes(spark, cfg)
     assert len(store) == len(set(store))  # one key per subject
-    report = verify_erasure(spark, cfg, [VICTIM], keys, env["policy"])
-    assert report["erased"], report
+    # The nights moved the keyring's generation (encryption counts): fresh handles.
+    report = verify_erasure(
+        spark, cfg, [VICTIM], resolve_keys(cfg, list(cfg.tables)), env["policy"]
+    )
+    # Nothing in any current version and nothing readable but what older versions keep.
+    assert report["values_readable"] == 0 and report["tombstoned"] == 1, report
+    rows = [e["rows"]["status"] for e in report["tables"].values() if "rows" in e]
+    assert rows and all(r.startswith("pending: readable in versions") for r in rows), rows
     audit = spark.read.format("delta").load(str(Path(cfg.lakehouse) / "_audit" / "runs"))
     last = audit.orderBy(F.col("ended_at").desc()).first()
     assert '"rows_erased": 1' in last["tables"]
+
+
+def test_purge_leaves_no_version_on_storage_that_reads_the_subject(
+    victim_erased, env, spark
+) -> None:
+    # Runs before the tests that purge other subjects (their purges remove shared files).
+    cfg, version = env["cfg"], env["version"]
+    layout = Layout.of(cfg)
+    old = spark.read.format("delta").option("versionAsOf", version).load(layout.table("customers"))
+    assert old.where(F.col("customer_id") == VICTIM).count() == 1  # before the purge
+    keys = resolve_keys(cfg, list(cfg.tables))
+    result = erase_subjects(spark, cfg, [VICTIM], keys, "erase-purge", env["policy"], purge=True)
+    assert result.files_purged.get("tables/customers", 0) >= 1 and result.purge_blocked == []
+    report = verify_erasure(spark, cfg, [VICTIM], keys, env["policy"])
+    assert report["erased"], report["tables"]
+    # The version before the erasure cannot be read any more (its file is gone)...
+    with pytest.raises(Exception, match=r"(?i)FileNotFound|FILE_NOT_FOUND|does not exist"):
+        spark.read.format("delta").option("versionAsOf", version).load(
+            layout.table("customers")
+        ).where(F.col("customer_id") == VICTIM).count()
+    # ...no file on storage holds the id, nor does any table's log (no statistics of it).
+    roots = [layout.table(t) for t in cfg.tables] + [layout.quarantine(t) for t in cfg.tables]
+    roots += [str(p) for p in Path(cfg.lakehouse, "access").glob("*/*")]
+    assert [hit for r in roots for hit in find_plaintext(Path(r), [VICTIM])] == []
 
 
 def test_vacuum_of_the_store_restores_the_sessions_retention_setting(env, spark, keys) -> None:
@@ -198,7 +238,7 @@ def test_rotating_the_subject_kek_keeps_runs_reads_and_erasure_working(env, spar
     support = read_as(spark, cfg, policy, "customers", "support")
     assert support.count() > 0 and support.where(F.col("full_name").isNull()).count() == 0
     victim = "C000000011"
-    erase_subjects(spark, cfg, [victim], keys, "erase-after-rotation")
+    erase_subjects(spark, cfg, [victim], keys, "erase-after-rotation", policy, purge=True)
     report = verify_erasure(spark, cfg, [victim], keys, policy)
     assert report["erased"], report
 
@@ -240,10 +280,13 @@ def test_store_files_of_destroyed_keys_are_vacuumed(victim_erased, env, spark) -
 def test_bulk_erasure_of_three_hundred_subjects(env, spark, keys) -> None:
     cfg = env["cfg"]
     ids = sorted(env["source"])[100:400]
-    result = erase_subjects(spark, cfg, ids, keys, "erase-bulk", env["policy"])
-    assert result.keys_destroyed == 300
-    report = verify_erasure(spark, cfg, ids, keys)
-    assert report["erased"] and report["values_found"] >= 600
+    result = erase_subjects(spark, cfg, ids, keys, "erase-bulk", env["policy"], purge=True)
+    assert result.keys_destroyed == 300 and sum(result.files_purged.values()) > 0
+    assert result.purge_blocked == []
+    report = verify_erasure(spark, cfg, ids, keys, env["policy"])
+    # Every file that held them is gone, shredded ciphertexts included.
+    assert report["erased"] and report["values_found"] == 0, report["tables"]
+    assert report["rows_on_storage"] == 0 and report["log_mentions"] == 0
     remaining = spark.read.format("delta").load(Layout.of(cfg).table("customers"))
     assert remaining.where(F.col("customer_id").isin(ids)).count() == 0
     q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
@@ -262,8 +305,9 @@ def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{victim}\nUNKNOWN-ID-123\n")
     exe = str(Path(sys.executable).parent / "securepipe")
+    args = ["erase", "--config", cfg.source_file, "--subjects", str(ids), "--purge"]
     proc = subprocess.run(
-        [exe, "erase", "--config", cfg.source_file, "--subjects", str(ids), "--reason", "DSR-0001"],
+        [exe, *args, "--reason", "DSR-0001"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -277,9 +321,16 @@ def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_
     [entry] = [r for r in erasures if r["message"].startswith("DSR-0001:")]
     text = json.dumps(entry, default=str)
     assert victim not in text and "UNKNOWN-ID-123" not in text
-    assert (
-        "DSR-0001" in entry["message"] and len(json.loads(entry["tables"])["subject_hashes"]) == 2
-    )
+    # Not even the keyed hashes: they stay in the tombstones only (an append-only audit log and
+    # commit records outlive every erasure; a hash there links the subject's runs for ever).
+    hashes = subject_hashes(keys[cfg.erasure.index_key], [victim, "UNKNOWN-ID-123"])
+    assert "DSR-0001" in entry["message"] and "subject_hashes" not in json.loads(entry["tables"])
+    assert not [h for h in hashes if h in text]
+    logs = [Layout.of(cfg).table(t) for t in cfg.tables] + [Layout.of(cfg).quarantine("customers")]
+    logs += [str(p) for p in Path(cfg.lakehouse, "access").glob("*/*")]
+    for log in logs:
+        for commit in Path(log, "_delta_log").glob("*.json"):
+            assert not [h for h in hashes if h in commit.read_text()], commit
     # The reports' index lists the erasure at once (not at the next night).
     index = (Path(Layout.of(cfg).reports) / "index.html").read_text()
     assert entry["run_id"] in index and "DSR-0001" in index
@@ -304,3 +355,38 @@ def test_the_subject_index_key_cannot_be_rotated(env) -> None:
     assert "key 'subject_index' (hmac) cannot be rotated" in proc.stderr
     assert "subject index key of erasure cannot be replaced" in proc.stderr
     assert Keyring(cfg.keystore).handle("subject_index").current == 1
+
+
+def test_a_keyring_lost_and_created_anew_is_refused_before_erase_writes(
+    env, spark, tmp_path
+) -> None:
+    import shutil
+
+    from securepipe.errors import KeyAccessError
+    from securepipe.io.subject_store import check_index_key
+
+    cfg = env["cfg"]
+    secrets = tmp_path / "secrets"
+    shutil.copytree(cfg.keystore.path, secrets)
+    (secrets / "keyring.json").unlink()
+    lost = cfg.model_copy(
+        update={"keystore": cfg.keystore.model_copy(update={"path": str(secrets)})}
+    )
+    # No command regenerates it silently...
+    with pytest.raises(KeyAccessError, match=r"keyring .* does not exist: .* keys init"):
+        resolve_keys(lost, list(cfg.tables))
+    # ...and one that `keys init` made anew (the same master key) cannot erase or verify: its
+    # index key would find no subject key and no tombstone, and "shred" nothing.
+    Keyring(lost.keystore, create=True).ensure(lost.keys)
+    keys = resolve_keys(lost, list(cfg.tables))
+    layout = Layout.of(cfg)
+    tombstones = len(DeltaTable.forPath(spark, layout.tombstones).history().collect())
+    with pytest.raises(KeyAccessError, match=r"another subject index key"):
+        check_index_key(spark, layout, keys[cfg.erasure.index_key])
+    for job in (
+        lambda: erase_subjects(spark, lost, [VICTIM], keys, "erase-lost", env["policy"]),
+        lambda: verify_erasure(spark, lost, [VICTIM], keys, env["policy"]),
+    ):
+        with pytest.raises(KeyAccessError, match=r"rolled back|another subject index key"):
+            job()
+    assert len(DeltaTable.forPath(spark, layout.tombstones).history().collect()) == tombstones

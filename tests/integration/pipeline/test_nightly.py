@@ -360,6 +360,32 @@ def test_landing_columns_are_matched_by_name_and_bad_formats_quarantined(spark, 
     assert (row["customer_id"], row["city"], str(row["balance"])) == ("C1", "London", "10.00")
 
 
+def test_a_shifted_record_keeps_no_value_in_quarantines_clear_columns(spark, tmp_path) -> None:
+    # One unquoted comma in the address shifts the rest of the record right: the card number
+    # lands in `balance` (a valid decimal), the city in `country`. A rejected row keeps only its
+    # key and subject in clear; everything else is in its encrypted raw record.
+    cfg = make_config(tmp_path)
+    folder = Path(cfg.landing) / "customers" / RUN_DATE
+    folder.mkdir(parents=True)
+    columns = list(cfg.table("customers").columns)
+    fields = [
+        "C9", "Grace Hopper", "grace@example.com", "+1-202-555-0199", "123-45-6789",
+        "1906-12-09", "1 Navy Yard, Arlington", "Washington", "US", "NA",
+        "4111111111111111", "12.50", "2020-01-01 00:00:00",
+    ]  # fmt: skip
+    good = [*fields[:6], "1 Navy Yard", *fields[7:]]
+    good[0] = "C8"
+    lines = [",".join(columns), ",".join(good), ",".join(fields)]
+    (folder / "part-0.csv").write_text("\n".join(lines) + "\n")
+    result = run_nightly(spark, cfg, RUN_DATE, tables=["customers"]).tables[0]
+    assert (result.rows_published, result.rows_quarantined) == (1, 1)
+    row = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers")).first()
+    assert row is not None and row["customer_id"] == "C9"
+    in_clear = {c: row[c] for c in columns if c != "customer_id" and row[c] is not None}
+    assert in_clear == {}
+    assert row["_raw_subject_record"] is not None  # the record itself is kept, encrypted
+
+
 def test_a_keyring_older_than_the_tables_last_commit_is_refused(nightly, spark) -> None:
     import dataclasses
 

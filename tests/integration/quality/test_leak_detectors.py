@@ -154,3 +154,21 @@ def test_numeric_columns_that_are_not_public_are_scanned_for_ssn_and_cards(spark
     # amount with a zero group is not an SSN; a public count is not scanned at all.
     assert hits == {"leak:legacy_no:us_ssn", "leak:card_no:card_number"}
     assert not any(k.startswith("leak:count:") for k in exprs)
+
+
+def test_a_card_number_shifted_into_a_money_column_is_caught(spark) -> None:
+    # decimal(18,2) prints `4111111111111111.00`: the whole-value patterns missed it.
+    table = _table(
+        balance=ColumnConfig.model_validate(
+            {"type": "decimal(18,2)", "classification": "confidential", "protect": {"op": "keep"}}
+        )
+    )
+    schema = "id string, balance decimal(18,2)"
+    planted = [("a", Decimal("4111111111111111.00")), ("b", Decimal("41111111111111.11"))]
+    honest = [("c", Decimal("1234567.89")), ("d", Decimal("-50000.00")), ("e", Decimal("0.07"))]
+    for rows, expected in ((planted, 2), (honest, 0)):
+        df = spark.createDataFrame(rows, schema)
+        exprs = leak_scan_exprs(df, table, ComplianceConfig())
+        row = df.agg(*[e.alias(k.replace(":", "__")) for k, e in exprs.items()]).first()
+        assert row is not None
+        assert sum(int(row[k.replace(":", "__")]) for k in exprs) == expected, rows

@@ -224,3 +224,16 @@ def test_unknown_key_is_a_key_access_error(tmp_path: Path) -> None:
     ring = Keyring(_store(tmp_path), create=True)
     with pytest.raises(KeyAccessError, match="key 'nope' is not in keyring"):
         ring.handle("nope")
+
+
+def test_a_missing_keyring_is_never_regenerated_outside_keys_init(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    Keyring(store, create=True).ensure(DECLARED)
+    (tmp_path / "secrets" / KEYRING_FILE).unlink()
+    # The master key is there; the keyring is not: every command but `keys init` refuses.
+    with pytest.raises(KeyAccessError, match=r"does not exist: data keys are created only by"):
+        Keyring(store)
+    assert not (tmp_path / "secrets" / KEYRING_FILE).exists()
+    # `keys init` (create=True) writes a new, empty, sealed keyring at once.
+    Keyring(store, create=True)
+    assert Keyring(store).names() == [] and Keyring(store).generation == 1

@@ -58,6 +58,7 @@ def test_resolving_keys_never_creates_a_master_key(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     master = Path(cfg.keystore.path) / "master.key"
     master.unlink()  # make_config provisions one, as `keys init` does
+    (Path(cfg.keystore.path) / "keyring.json").unlink()
     with pytest.raises(KeyAccessError, match=f"master key file {master} does not exist"):
         keys.resolve_keys(cfg, ["customers"])
     assert not master.exists()
