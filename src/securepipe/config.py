@@ -262,7 +262,8 @@ class SparkSettings(_Model):
     )
     jars_dir: str = ".cache/jars"
     ivy_dir: str = ".cache/ivy"
-    ui_enabled: bool = True
+    # Off unless asked for: the UI shows query plans and stage details of every run.
+    ui_enabled: bool = False
     shuffle_partitions: int = Field(default=8, ge=1)
     conf: dict[str, str] = Field(default_factory=dict)
     allow_insecure: list[

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from securepipe.errors import SecurePipeError
+from securepipe.errors import ConfigError, SecurePipeError
 from securepipe.layout import Layout
 
 __all__ = [
@@ -112,7 +112,14 @@ def file_lock(
             held[key] -= 1
         return
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # A lock file that is a symlink would have us write (the holder's pid and host) into
+        # whatever it points at, with our rights: refuse it.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"lock file {lock_path} is a symbolic link: refusing it") from None
+        raise
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + wait
     try:

@@ -59,6 +59,8 @@ SECURE_DEFAULTS: dict[str, str] = {
     "spark.databricks.delta.retentionDurationCheck.enabled": "true",
     # Stage progress bars interleave with our logs; progress is reported by securepipe itself.
     "spark.ui.showConsoleProgress": "false",
+    # Whoever reaches the UI could kill stages of a night half-way through its commits.
+    "spark.ui.killEnabled": "false",
 }
 
 
@@ -252,13 +254,20 @@ def configure_builder(
                 "instance role"
             )
     given = submitted_conf()
-    for key in HARDENED:
-        if given.get(key, "").strip().lower() == "false" and key not in settings.allow_insecure:
-            raise ConfigError(
-                f"the submission sets {key}=false, which securepipe keeps on (plaintext and keys "
-                "would cross the network or reach local disks unprotected); remove that --conf, "
-                f"or list {key!r} under spark.allow_insecure in the configuration to accept it"
-            )
+    # One rule for both places a hardened setting can be turned off: the submission and the
+    # configuration's own `spark.conf`.
+    for origin, values in (
+        ("the submission", given),
+        ("spark.conf in the configuration", settings.conf),
+    ):
+        for key in HARDENED:
+            off = values.get(key, "").strip().lower() == "false"
+            if off and key not in settings.allow_insecure:
+                raise ConfigError(
+                    f"{origin} sets {key}=false, which securepipe keeps on (plaintext and keys "
+                    "would cross the network or reach local disks unprotected); remove it, or "
+                    f"list {key!r} under spark.allow_insecure in the configuration to accept it"
+                )
     options: dict[str, str] = {}
     s3 = lakehouse is not None and is_object_store(lakehouse)
     if settings.master and not under_spark_submit():
@@ -273,6 +282,9 @@ def configure_builder(
             # which also keeps I/O encryption keys off the (loopback) wire.
             options["spark.authenticate"] = "true"
             options["spark.network.crypto.enabled"] = "true"
+            if settings.ui_enabled:
+                # The UI binds to SPARK_LOCAL_IP, else every interface: keep it on loopback.
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     options["spark.app.name"] = settings.app_name
     options.update(SECURE_DEFAULTS)
     if "spark.redaction.regex" in given:

@@ -286,6 +286,16 @@ def test_a_submitters_settings_win_but_cannot_turn_hardening_off(monkeypatch) ->
         sp.configure_builder(SparkSession.Builder(), allowed)
     with pytest.raises(ValueError, match="allow_insecure"):
         SparkSettings(allow_insecure=["spark.ui.enabled"])  # type: ignore[list-item]
+    # The configuration file's own spark.conf follows the same rule as the submission.
+    given.clear()
+    own = SparkSettings(jars="provided", conf={"spark.io.encryption.enabled": "false"})
+    with pytest.raises(ConfigError, match=r"spark\.conf in the configuration sets spark\.io"):
+        sp.configure_builder(SparkSession.Builder(), own)
+    own = own.model_copy(update={"allow_insecure": ["spark.io.encryption.enabled"]})
+    options = sp.configure_builder(SparkSession.Builder(), own)._options
+    assert options["spark.io.encryption.enabled"] == "false"
+    # The UI is off unless asked for, and never offers to kill a night's stages.
+    assert options["spark.ui.enabled"] == "false" and options["spark.ui.killEnabled"] == "false"
 
 
 def test_load_config_checks_types_only_and_the_load_step_checks_operators(tmp_path: Path) -> None:

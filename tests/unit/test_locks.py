@@ -194,3 +194,16 @@ def test_exclusive_commands_wait_for_the_lock_before_starting_spark(
         holder.kill()
         holder.wait()
     assert started == []
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    link = tmp_path / "locks" / "lakehouse.lock"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="is a symbolic link"), file_lock(link, exclusive=True):
+        pass
+    assert target.read_text() == "keep me\n"

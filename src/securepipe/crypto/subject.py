@@ -41,7 +41,7 @@ _WRAP_HEADER = struct.Struct(">BI")
 _LEGACY_WRAP_LEN = 12 + 32 + 16  # nonce | key | tag, before wraps carried their KEK version
 _CACHE_SIZE = 200_000
 _lock = threading.Lock()
-_unwrapped: OrderedDict[tuple[bytes, bytes], _Subject] = OrderedDict()
+_unwrapped: OrderedDict[tuple[str, bytes, bytes], _Subject] = OrderedDict()
 
 
 class _Subject:
@@ -137,7 +137,9 @@ def _subject(keks: Mapping[int, bytes], hashed: str, wrapped: bytes) -> _Subject
     kek = keks.get(version)
     if kek is None:  # that KEK version was destroyed: the subject key is gone with it
         raise DecryptionError()
-    cache_key = (wrapped, kek[:8])
+    # The subject is part of the key: a wrap copied onto another subject's row must fail its
+    # AAD check, not be served from the cache.
+    cache_key = (hashed, wrapped, kek[:8])
     with _lock:
         found = _unwrapped.get(cache_key)
         if found is not None:

@@ -64,6 +64,15 @@ def test_a_wrap_moved_to_another_subject_fails() -> None:
         s.subject_encrypt_many(KEKS, "t", "c", ["Ada"], ["x" * 43], [wrapped])
 
 
+def test_a_wrap_moved_to_another_subject_fails_after_its_own_subject_used_it() -> None:
+    # The process cache held the unwrapped key under the wrap alone: a second row with another
+    # subject's hash and the same wrap was served from the cache without its binding check.
+    wrapped = s.new_wrapped_subject_key(KEKS[1], 1, HASH)
+    s.subject_encrypt_many(KEKS, "t", "c", ["Ada"], [HASH], [wrapped])
+    with pytest.raises(DecryptionError):
+        s.subject_encrypt_many(KEKS, "t", "c", ["Eve"], ["y" * 43], [wrapped])
+
+
 def test_fpe_subject_keeps_the_format_reverses_and_differs_per_subject() -> None:
     a = s.new_wrapped_subject_key(KEKS[1], 1, "a" * 43)
     b = s.new_wrapped_subject_key(KEKS[1], 1, "b" * 43)
