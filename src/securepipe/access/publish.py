@@ -55,6 +55,7 @@ from securepipe.errors import GateFailed, RiskGateFailed
 from securepipe.io.delta import (
     commit_carrying,
     commit_metadata,
+    commit_records,
     commits_since,
     compliance_record,
     current_version,
@@ -67,6 +68,7 @@ from securepipe.io.delta import (
     retry_concurrent,
     write_partitions,
 )
+from securepipe.io.fs import list_folders
 from securepipe.io.subject_store import tombstoned_hashes, with_subject_hash
 from securepipe.layout import Layout
 from securepipe.protect.subject_udfs import HASH_COLUMN
@@ -75,6 +77,7 @@ from securepipe.quality.builtin import detectors, matches
 __all__ = [
     "ERASURE_KIND",
     "PUBLISH_KIND",
+    "RETIRED_KIND",
     "ROLLBACK_KIND",
     "PublishedLog",
     "RoleSync",
@@ -83,12 +86,14 @@ __all__ = [
     "plan_role_sync",
     "publish_role_tables",
     "rebuilt_rows",
+    "retire_role_tables",
     "view_fingerprint",
 ]
 
 PUBLISH_KIND = "publish"
 ERASURE_KIND = "erasure"
 ROLLBACK_KIND = "rollback"  # a failed night's commit taken back (its `run_date` changed again)
+RETIRED_KIND = "access-retired"  # a role table whose role (or grant) left the policy: emptied
 PARTITION_COLUMN = "run_date"
 # Risk classes are measured within each date (see `_measure_risk`).
 _WITHIN = (PARTITION_COLUMN,)
@@ -670,4 +675,47 @@ def publish_role_tables(
                 "version": done.versions[role],
             },
         )
+    retire_role_tables(spark, cfg, policy, table, run_id)
     return done
+
+
+def retire_role_tables(
+    spark: SparkSession, cfg: PipelineConfig, policy: AccessPolicy, table: str, run_id: str
+) -> list[str]:
+    """Empty every role table of `table` on storage whose role no longer has it in the policy
+    (a role removed, or its grant of the table): left as they were, they would keep their last
+    rows for ever, never synced with an erasure again. One commit each, with a compliance record
+    (`kind: access-retired`); its old versions go with VACUUM or `erase --purge` like any other.
+    Returns the roles emptied now."""
+    layout = Layout.of(cfg)
+    retired = []
+    for role in list_folders(spark, f"{layout.root}/access"):
+        granted = role in policy.roles and table in policy.roles[role].tables
+        path = layout.access(role, table)
+        if granted or not is_delta_table(spark, path):
+            continue
+        last = next(iter(commit_records(spark, path, limit=1)), {})
+        if last.get("kind") == RETIRED_KIND:
+            continue
+        record = compliance_record(
+            "access",
+            run_id,
+            table,
+            cfg.fingerprint(),
+            kind=RETIRED_KIND,
+            role=role,
+            policy_version=policy.version(),
+            reason="the role no longer has this table in the access policy",
+        )
+        empty = spark.read.format("delta").load(path).limit(0)
+        retry_concurrent(
+            partial(overwrite_table, empty, path, record), f"emptying role table {role!r}/{table!r}"
+        )
+        _log.warning(
+            "access: role %s is no longer granted table %s: its role table was emptied",
+            role,
+            table,
+            extra={"event": "access", "role": role, "table": table, "sync": "retired"},
+        )
+        retired.append(role)
+    return retired

@@ -376,3 +376,34 @@ def test_leak_scan_hints_never_hide_a_match(spark) -> None:
         differ = [r["v"] for r in rows if r["hinted"] != r["full"]]
         assert differ == [], (name, differ)
         assert any(r["full"] for r in rows), name  # each detector fires on some probe
+
+
+def test_a_role_removed_from_the_policy_has_its_table_emptied_once(spark, tmp_path) -> None:
+    # Left alone, the removed role's table kept its last rows for ever: never synced with an
+    # erasure, never verified, never vacuumed.
+    from securepipe.access.publish import RETIRED_KIND, publish_role_tables
+    from securepipe.io.delta import commit_records, current_version
+    from securepipe.pipeline import resolve_keys
+
+    path = write_config(tmp_path)
+    cfg, policy = loaded(path)
+    generate_landing(cfg.landing, "2026-06-01", rows=40, seed=3)
+    run_nightly(spark, cfg, "2026-06-01", tables=["transactions"], policy=policy)
+    fraud = Layout.of(cfg).access("fraud", "transactions")
+    assert spark.read.format("delta").load(fraud).count() > 0
+    roles = yaml.safe_load((path.parent / "access" / "roles.yaml").read_text())
+    del roles["roles"]["fraud"]
+    (path.parent / "access" / "roles.yaml").write_text(yaml.safe_dump(roles))
+    smaller = load_access_policy(path.parent / "access", cfg)
+    keys = resolve_keys(cfg, ["transactions"])
+    publish_role_tables(spark, cfg, smaller, "transactions", "retire-1", keys)
+    assert spark.read.format("delta").load(fraud).count() == 0
+    record = next(iter(commit_records(spark, fraud, limit=1)))
+    assert record["kind"] == RETIRED_KIND and record["role"] == "fraud"
+    assert record["run_id"] == "retire-1"
+    version = current_version(spark, fraud)
+    publish_role_tables(spark, cfg, smaller, "transactions", "retire-2", keys)
+    assert current_version(spark, fraud) == version  # emptied once, not every night
+    # The roles the policy still names are untouched.
+    analyst = Layout.of(cfg).access("analyst", "transactions")
+    assert spark.read.format("delta").load(analyst).count() > 0
