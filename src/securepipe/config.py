@@ -314,6 +314,12 @@ class RetentionConfig(_Model):
     vacuum_hours: int = Field(default=168, ge=0)
     log_retention_days: int = Field(default=7, ge=1)
     allow_below_safety: bool = False
+    quarantine_days: int = Field(
+        default=30,
+        ge=1,
+        description="`securepipe maintain` deletes quarantined rows of run dates older than "
+        "this (their raw records included), then VACUUM removes their files",
+    )
 
 
 class FilesConfig(_Model):

@@ -226,6 +226,8 @@ def verify_lines(report: Mapping[str, Any]) -> tuple[list[str], str]:
             lines.append(f"  {name}: {entry['rows']['rows']} rows: {entry['rows']['status']}")
         if "log" in entry:
             lines.append(f"  {name}: {entry['log']['status']}")
+        if "unattributed" in entry:
+            lines.append(f"  {name}: {entry['unattributed']['status']}")
         for column, col in sorted(entry["columns"].items()):
             until = col.get("removable_after")
             until = f" (removable after {until})" if until else ""

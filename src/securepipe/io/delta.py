@@ -187,12 +187,19 @@ def delete_matching(
     values: DataFrame,
     record: dict[str, Any],
     where: str | None = None,
+    normalized: bool = False,
 ) -> int:
     """Delete the rows of the table at `path` whose `column` is among `values` (a one-column
     frame named `value`), in one commit carrying `record`; `where` (over alias `t`, e.g. a
-    partition predicate) limits the rows read. Returns the rows deleted."""
+    partition predicate) limits the rows read; `normalized` compares trimmed, upper-cased
+    values on both sides (a mistyped id in quarantine). Returns the rows deleted."""
     target = DeltaTable.forPath(spark, path)
-    condition = " AND ".join(filter(None, [where, f"t.`{column}` = e.value"]))
+    match = (
+        f"upper(trim(t.`{column}`)) = upper(trim(e.value))"
+        if normalized
+        else f"t.`{column}` = e.value"
+    )
+    condition = " AND ".join(filter(None, [where, match]))
     with commit_metadata(spark, record):
         (target.alias("t").merge(values.alias("e"), condition).whenMatchedDelete().execute())
     # A MERGE that matched nothing may not commit; an overlapping run's may be the newest.

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -104,13 +104,20 @@ def _delete_rows(
     run_id: str,
     table: str,
     cfg: PipelineConfig,
+    loose: bool = False,
 ) -> int:
     """Delete the subjects' rows from one table; the commit's record names the dates they were
-    in, never the subjects (the role tables replay it against the tombstones)."""
+    in, never the subjects (the role tables replay it against the tombstones). `loose` also
+    matches ids that differ in case or surrounding spaces (quarantine: a mistyped id)."""
     target = spark.read.format("delta").load(path)
+    on = (
+        F.upper(F.trim(target[subject])) == F.upper(F.trim(ids.value))
+        if loose
+        else target[subject] == ids.value
+    )
     dates = [
         str(r[0])
-        for r in target.join(F.broadcast(ids), target[subject] == ids.value, "left_semi")
+        for r in target.join(F.broadcast(ids), on, "left_semi")
         .select(PARTITION_COLUMN)
         .distinct()
         .collect()
@@ -126,7 +133,7 @@ def _delete_rows(
         run_dates=sorted(dates),
     )
     where = "t.{} IN ({})".format(PARTITION_COLUMN, ", ".join(f"DATE'{d}'" for d in sorted(dates)))
-    return delete_matching(spark, path, subject, ids, record, where=where)
+    return delete_matching(spark, path, subject, ids, record, where=where, normalized=loose)
 
 
 def erase_subjects(
@@ -174,7 +181,7 @@ def erase_subjects(
         ):
             if is_delta_table(spark, path):
                 result.rows_deleted[f"{kind}/{table}"] = _delete_rows(
-                    spark, path, subject, id_df, run_id, table, cfg
+                    spark, path, subject, id_df, run_id, table, cfg, loose=kind == "quarantine"
                 )
         if policy is not None and is_delta_table(spark, layout.table(table)):
             # The role tables replay the erasure commit: the rows are deleted, nothing rebuilt.
@@ -327,6 +334,8 @@ class _Scan:
     removed_at: datetime | None = None  # when the newest of their files left the table
     removed_files: list[str] = field(default_factory=list)  # URIs no version needs any more...
     log_commits: list[int] = field(default_factory=list)  # commit files quoting a subject id
+    unattributed: int = 0  # quarantined raw records without a subject id (quarantine key)
+    unattributed_newest: str | None = None  # the newest run date holding one
 
 
 def _log_mentions(spark: SparkSession, root: str, ids: list[str]) -> list[int]:
@@ -395,8 +404,23 @@ def _scan_target(
         return scan
     live = F.col(subject).isin(live_ids) if live_ids else F.lit(False)
     names = list(classes)
+    quarantine = kind == "quarantine"
+    on = (
+        F.upper(F.trim(df[subject])) == F.upper(F.trim(ids.subject_id))
+        if quarantine
+        else df[subject] == ids.subject_id
+    )
+    if quarantine and RAW_RECORD_COLUMN in df.columns:
+        # Raw records of rows without a readable subject id: any subject's data may be in one.
+        orphans = df.where(F.col(subject).isNull() & F.col(RAW_RECORD_COLUMN).isNotNull()).agg(
+            F.count(F.lit(1)).alias("n"), F.max(PARTITION_COLUMN).alias("newest")
+        )
+        found = orphans.first()
+        if found is not None and found["n"]:
+            scan.unattributed = int(found["n"])
+            scan.unattributed_newest = str(found["newest"])
     rows = (
-        df.join(ids, df[subject] == ids.subject_id, "left_semi")
+        df.join(ids, on, "left_semi")
         .withColumn("_file", F.input_file_name())
         .groupBy("_file")
         .agg(
@@ -530,7 +554,21 @@ def verify_erasure(
                 ),
             }
             report["log_mentions"] += len(scan.log_commits)
-        if columns or scan.rows or scan.log_commits:
+        if scan.unattributed:
+            # Reported, not counted against the verdict: nothing ties them to these subjects.
+            expiry = date.fromisoformat(str(scan.unattributed_newest)) + timedelta(
+                days=cfg.retention.quarantine_days
+            )
+            found["unattributed"] = {
+                "raw_records": scan.unattributed,
+                "status": (
+                    f"{scan.unattributed} raw records without a readable subject id, readable "
+                    "with the quarantine key; they cannot be attributed to a subject and go with "
+                    f"the quarantine retention (`securepipe maintain` after {expiry.isoformat()})"
+                ),
+            }
+            report["unattributed"] = report.get("unattributed", 0) + scan.unattributed
+        if columns or scan.rows or scan.log_commits or scan.unattributed:
             report["tables"][name] = found
     report["erased"] = (
         report["values_readable"] == 0

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import date, timedelta
 
 from delta.tables import DeltaTable
 from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
 
 from securepipe import __version__
 from securepipe.config import PipelineConfig
 from securepipe.io.delta import (
     DELTA_SAFETY_HOURS,
     check_retention,
+    commit_entry,
     commit_metadata,
     is_delta_table,
     retention_check_disabled,
@@ -21,7 +25,7 @@ from securepipe.io.fs import list_folders
 from securepipe.layout import Layout
 from securepipe.locks import lakehouse_lock
 
-__all__ = ["delta_tables", "maintain", "run_maintenance"]
+__all__ = ["delta_tables", "expire_quarantine", "maintain", "run_maintenance"]
 
 
 def delta_tables(spark: SparkSession, cfg: PipelineConfig) -> list[str]:
@@ -48,6 +52,7 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[s
     and holds the exclusive lakehouse lock; below the threshold, Delta's check is switched off
     for this work only and the session's previous setting is restored.
     """
+    yield from expire_quarantine(spark, cfg)
     with ExitStack() as stack:
         if hours < DELTA_SAFETY_HOURS:
             stack.enter_context(retention_check_disabled(spark))
@@ -64,6 +69,30 @@ def maintain(spark: SparkSession, cfg: PipelineConfig, hours: int) -> Iterator[s
             table.vacuum(hours)
             compacted = _compaction(metrics)
             yield f"vacuumed {path} (retain {hours} h, log {days} days){compacted}"
+
+
+def expire_quarantine(spark: SparkSession, cfg: PipelineConfig) -> Iterator[str]:
+    """Delete quarantined rows (raw records included) of run dates older than
+    `retention.quarantine_days`, one commit per table with a compliance record; the VACUUM that
+    follows removes their files once past the file retention. Yields one line per table."""
+    days = cfg.retention.quarantine_days
+    cutoff = (date.today() - timedelta(days=days)).isoformat()
+    for table in cfg.tables:
+        path = Layout.of(cfg).quarantine(table)
+        if not is_delta_table(spark, path):
+            continue
+        record = {
+            "securepipe": __version__,
+            "kind": "retention",
+            "config_hash": cfg.fingerprint(),
+            "older_than": cutoff,
+            "write_id": uuid.uuid4().hex,  # finds this commit, not an earlier day's
+        }
+        with commit_metadata(spark, record):
+            DeltaTable.forPath(spark, path).delete(F.col("run_date") < F.lit(cutoff).cast("date"))
+        entry = commit_entry(spark, path, record)
+        deleted = int(entry["operationMetrics"].get("numDeletedRows", 0)) if entry else 0
+        yield f"expired {path}: {deleted} rows of run dates before {cutoff} ({days} days)"
 
 
 def _compaction(row: Row | None) -> str:

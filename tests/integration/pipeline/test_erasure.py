@@ -390,3 +390,34 @@ def test_a_keyring_lost_and_created_anew_is_refused_before_erase_writes(
         with pytest.raises(KeyAccessError, match=r"rolled back|another subject index key"):
             job()
     assert len(DeltaTable.forPath(spark, layout.tombstones).history().collect()) == tombstones
+
+
+def test_a_mistyped_id_in_quarantine_is_erased_and_orphans_are_reported(env, spark) -> None:
+    # The id arrives in another case with spaces around it, on a row that is rejected: its raw
+    # record sat in quarantine under that spelling, out of reach of an exact-match erasure.
+    cfg, policy = env["cfg"], env["policy"]
+    day, victim = "2026-07-09", "C000000021"
+    source = dict(env["source"][victim])
+    folder = Path(cfg.landing) / "customers" / day
+    folder.mkdir(parents=True)
+    good = {**env["source"]["C000000022"]}
+    bad = {**source, "customer_id": f" {victim.lower()} ", "date_of_birth": "not a date"}
+    orphan = {**env["source"]["C000000023"], "customer_id": ""}
+    with (folder / "part-0.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(good))
+        writer.writeheader()
+        writer.writerows([good, bad, orphan])
+    run_nightly(spark, cfg, day, tables=["customers"], policy=policy)
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
+    assert q.where(F.upper(F.trim("customer_id")) == victim).count() == 1
+    keys = resolve_keys(cfg, list(cfg.tables))
+    result = erase_subjects(spark, cfg, [victim], keys, "erase-mistyped", policy)
+    assert result.rows_deleted["quarantine/customers"] >= 1
+    q = spark.read.format("delta").load(Layout.of(cfg).quarantine("customers"))
+    assert q.where(F.upper(F.trim("customer_id")) == victim).count() == 0
+    report = verify_erasure(spark, cfg, [victim], resolve_keys(cfg, list(cfg.tables)), policy)
+    orphans = report["tables"]["quarantine/customers"]["unattributed"]
+    assert orphans["raw_records"] >= 1
+    assert (
+        "cannot be attributed" in orphans["status"] and "quarantine retention" in orphans["status"]
+    )

@@ -185,3 +185,24 @@ def test_a_write_finds_its_own_commit_and_knows_an_empty_one_made_none(spark, tm
     # says so instead of taking the newest commit (with its row count) for its own.
     empty = write_partitions(rows.where("n = 2"), path, "run_date", ["2026-01-02"], {"run": 2})
     assert (empty.version, empty.rows_written, empty.committed) == (0, 0, False)
+
+
+def test_maintenance_expires_quarantine_rows_past_their_retention(spark, tmp_path) -> None:
+    from datetime import date, timedelta
+
+    from securepipe.io.delta import commit_records
+    from securepipe.pipeline.maintenance import expire_quarantine
+
+    cfg = load_cfg(write_config(tmp_path))
+    path = Layout.of(cfg).quarantine("customers")
+    old, recent = date.today() - timedelta(days=31), date.today() - timedelta(days=29)
+    spark.createDataFrame(
+        [("C1", b"sealed", old), ("C2", b"sealed", recent)],
+        "customer_id string, _raw_record binary, run_date date",
+    ).write.format("delta").partitionBy("run_date").save(path)
+    [line] = list(expire_quarantine(spark, cfg))
+    assert f"1 rows of run dates before {date.today() - timedelta(days=30)}" in line
+    left = spark.read.format("delta").load(path).collect()
+    assert [r["customer_id"] for r in left] == ["C2"]
+    record = next(iter(commit_records(spark, path, limit=1)))
+    assert record["kind"] == "retention" and record["config_hash"] == cfg.fingerprint()
