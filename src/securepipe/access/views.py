@@ -20,12 +20,16 @@ from securepipe.access.policy import AccessPolicy, ColumnTreatment, bind_predica
 from securepipe.config import ColumnConfig, PipelineConfig, ProtectSpec
 from securepipe.crypto.keyring import KeyHandle, Keyring
 from securepipe.errors import AccessDenied
-from securepipe.io.subject_store import attach_subject_keys, with_subject_hash
+from securepipe.io.subject_store import (
+    attach_subject_keys,
+    tombstoned_hashes,
+    with_subject_hash,
+)
 from securepipe.layout import Layout
 from securepipe.protect.base import ColumnContext
 from securepipe.protect.registry import get_operator, operator_for
 from securepipe.protect.reveal import reveal_column
-from securepipe.protect.subject_udfs import KEK_SENTINEL
+from securepipe.protect.subject_udfs import HASH_COLUMN, KEK_SENTINEL
 
 __all__ = ["matrix", "read_as", "reveal_columns", "role_columns", "role_filter", "role_view"]
 
@@ -132,6 +136,7 @@ def read_as(
     df = reader.load(Layout.of(cfg).access(role, table))
     if version is not None or timestamp is not None:
         df = _under_todays_policy(df, policy, role, table, visible)
+        df = _without_erased(spark, cfg, policy, role, table, df)
     decrypt = [c for c, t in visible.items() if t.kind == "decrypt" and c in df.columns]
     if decrypt:
         ring = Keyring(cfg.keystore)
@@ -189,6 +194,47 @@ def reveal_columns(
         keys = {**keys, KEK_SENTINEL: keys[cfg.erasure.kek]}
     exprs = {c: reveal_column(table, c, table_cfg, keys) for c in wanted}
     return source.select(*[exprs.get(c, F.col(c)) for c in df.columns])
+
+
+def _without_erased(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    policy: AccessPolicy,
+    role: str,
+    table: str,
+    df: DataFrame,
+) -> DataFrame:
+    """An old version of a role table without today's erased subjects, or a refusal.
+
+    Today's risk suppression cannot be applied to another version's rows (classes are measured
+    on the data a night wrote), so a role table under a risk policy has no time travel. Rows of
+    subjects erased since are dropped by their id in clear; a version whose subject ids the role
+    cannot see in clear is refused while any subject is erased.
+
+    Raises:
+        AccessDenied: naming the role and table, and why.
+    """
+    tpol = policy.role(role).tables[table]
+    if tpol.risk is not None:
+        raise AccessDenied(
+            f"role {role!r}, table {table!r}: no time travel under a risk policy (today's "
+            "suppression cannot be applied to an older version's rows)"
+        )
+    subject = cfg.table(table).subject
+    if subject is None or cfg.erasure is None:
+        return df
+    tombstones = tombstoned_hashes(spark, Layout.of(cfg))
+    if tombstones.isEmpty():
+        return df
+    clear = operator_for(cfg.table(table).columns[subject]).passes_value
+    if subject not in df.columns or not clear:
+        raise AccessDenied(
+            f"role {role!r}, table {table!r}: no time travel while subjects are erased: this "
+            f"version does not show {subject!r} in clear, so their rows cannot be left out"
+        )
+    index = Keyring(cfg.keystore).handle(cfg.erasure.index_key)
+    hashed = with_subject_hash(df, subject, index)
+    return hashed.join(F.broadcast(tombstones), HASH_COLUMN, "left_anti").drop(HASH_COLUMN)
 
 
 def _under_todays_policy(

@@ -117,8 +117,25 @@ def test_reading_a_hidden_column_raises_a_clear_error(env, spark) -> None:
         read_as(spark, env["cfg"], env["policy"], "customers", "analyst", columns=["full_name"])
 
 
-def test_time_travel_shows_only_what_the_role_could_see_then(env, spark) -> None:
-    cfg, policy = env["cfg"], env["policy"]
+def _without_analyst_risk(env, folder: Path):
+    doc = yaml.safe_load((env["path"].parent / "access" / "roles.yaml").read_text())
+    del doc["roles"]["analyst"]["tables"]["customers"]["risk"]
+    folder.mkdir(exist_ok=True)
+    (folder / "roles.yaml").write_text(yaml.safe_dump(doc))
+    return doc, load_access_policy(folder, env["cfg"])
+
+
+def test_time_travel_is_refused_under_a_risk_policy(env, spark) -> None:
+    # Today's suppression of small classes was measured on today's rows: an older version
+    # shown as it was stored would show the classes it suppressed since.
+    v_first = env["first"].tables[0].access["analyst"]
+    with pytest.raises(AccessDenied, match=r"role 'analyst', table 'customers': no time travel"):
+        read_as(spark, env["cfg"], env["policy"], "customers", "analyst", version=v_first)
+
+
+def test_time_travel_shows_only_what_the_role_could_see_then(env, spark, tmp_path) -> None:
+    cfg = env["cfg"]
+    _, policy = _without_analyst_risk(env, tmp_path / "access")
     v_first = env["first"].tables[0].access["analyst"]
     v_second = env["second"].tables[0].access["analyst"]
     assert v_second == v_first + 1
@@ -133,18 +150,17 @@ def test_time_travel_shows_only_what_the_role_could_see_then(env, spark) -> None
 def test_time_travel_reapplies_todays_policy_to_old_versions(env, spark, tmp_path) -> None:
     """A column revoked since, or a row outside today's filter, is not shown from the past."""
     cfg = env["cfg"]
-    doc = yaml.safe_load((env["path"].parent / "access" / "roles.yaml").read_text())
+    doc, then_policy = _without_analyst_risk(env, tmp_path / "then")
     analyst = doc["roles"]["analyst"]["tables"]["customers"]
     analyst["rows"] = "region = :region and country = 'IE'"
     del analyst["columns"]["email"]  # revoked
     analyst["columns"]["signup_ts"] = "hidden"
-    analyst["risk"]["quasi_identifiers"] = ["country"]
     folder = tmp_path / "access"
     folder.mkdir()
     (folder / "roles.yaml").write_text(yaml.safe_dump(doc))
     today = load_access_policy(folder, cfg)
     v_first = env["first"].tables[0].access["analyst"]
-    then = read_as(spark, cfg, env["policy"], "customers", "analyst", version=v_first)
+    then = read_as(spark, cfg, then_policy, "customers", "analyst", version=v_first)
     now = read_as(spark, cfg, today, "customers", "analyst", version=v_first)
     assert "email" in then.columns and "signup_ts" in then.columns
     assert not {"email", "signup_ts"} & set(now.columns)
