@@ -412,3 +412,10 @@ def test_a_gate_name_that_could_leave_the_gates_folder_is_refused(
     path = _write(tmp_path, lambda d: d["tables"]["customers"].update(gates=[name]))
     with pytest.raises(ConfigError, match=r"gate name .* must match"):
         load_config(path)
+
+
+def test_the_strict_leak_scan_option_changes_the_hash_only_when_on() -> None:
+    base = load_cfg(CONF)
+    off = load_cfg(CONF, compliance={"detectors": {}, "strict": False})
+    on = load_cfg(CONF, compliance={"detectors": {}, "strict": True})
+    assert base.fingerprint() == off.fingerprint() != on.fingerprint()

@@ -20,6 +20,7 @@ from securepipe.protect.registry import operator_for
 __all__ = [
     "DEFAULT_DETECTORS",
     "NUMERIC_DETECTORS",
+    "STRICT_DETECTORS",
     "CheckResult",
     "detectors",
     "leak_scan_exprs",
@@ -72,6 +73,17 @@ NUMERIC_DETECTORS: dict[str, DetectorConfig] = {
 }
 
 
+# `compliance.strict: true`: digits alone, which the default detectors leave to their separators
+# (a bare 9- or 10-digit number is as often an id or an amount). NANP phones: area and exchange
+# codes start with 2-9.
+STRICT_DETECTORS: dict[str, DetectorConfig] = {
+    "bare_ssn": DetectorConfig(
+        pattern=_ND + r"(?!000|666|9\d\d)\d{3}(?!00)\d{2}(?!0000)\d{4}" + _NE
+    ),
+    "bare_phone": DetectorConfig(pattern=_ND + r"[2-9]\d{2}[2-9]\d{6}" + _NE),
+}
+
+
 @dataclass
 class CheckResult:
     """One built-in check: its name, pass/fail and the counts behind it (no values)."""
@@ -84,7 +96,8 @@ class CheckResult:
 
 def detectors(compliance: ComplianceConfig) -> dict[str, DetectorConfig]:
     """The active detectors: defaults, overridden or extended by configuration."""
-    merged = {**DEFAULT_DETECTORS, **compliance.detectors}
+    strict = STRICT_DETECTORS if compliance.strict else {}
+    merged = {**DEFAULT_DETECTORS, **strict, **compliance.detectors}
     return {name: d for name, d in merged.items() if d.enabled}
 
 

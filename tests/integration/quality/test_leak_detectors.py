@@ -172,3 +172,23 @@ def test_a_card_number_shifted_into_a_money_column_is_caught(spark) -> None:
         row = df.agg(*[e.alias(k.replace(":", "__")) for k, e in exprs.items()]).first()
         assert row is not None
         assert sum(int(row[k.replace(":", "__")]) for k in exprs) == expected, rows
+
+
+def test_strict_detectors_catch_bare_digits_only_when_asked(spark) -> None:
+    values = ["123456789", "ssn 123456789.", "4155552671", "000123456", "1234567890", "12345678"]
+    df = spark.createDataFrame([(v,) for v in values], "v string")
+
+    def hits(compliance: ComplianceConfig) -> dict[str, set[str]]:
+        active = detectors(compliance)
+        rows = df.select(
+            "v",
+            *[F.coalesce(matches(F.col("v"), d), F.lit(False)).alias(n) for n, d in active.items()],
+        ).collect()
+        return {r["v"]: {n for n in active if r[n]} for r in rows}
+
+    default, strict = hits(ComplianceConfig()), hits(ComplianceConfig(strict=True))
+    assert all(found == set() for found in default.values()), default
+    assert strict["123456789"] == {"bare_ssn"} and strict["ssn 123456789."] == {"bare_ssn"}
+    assert strict["4155552671"] == {"bare_phone"}
+    # An SSN area of 000, an exchange starting with 1 or 4, eight digits: not matched.
+    assert strict["000123456"] == strict["1234567890"] == strict["12345678"] == set()
