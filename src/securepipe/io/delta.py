@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
@@ -45,6 +46,7 @@ __all__ = [
     "retry_concurrent",
     "sized",
     "spark_log_context",
+    "table_properties",
     "undo_commit",
     "write_partitions",
 ]
@@ -381,6 +383,44 @@ def _local_path(spark: SparkSession, path: str) -> str | None:
         local = fs.getScheme() == "file"
         _LOCAL[path] = str(fs.makeQualified(hadoop_path).toUri().getPath()) if local else None
     return _LOCAL[path]
+
+
+def _local_properties(local: str) -> dict[str, str] | None:
+    """The table properties in the newest `metaData` action of a local log, from its commit
+    files after the last checkpoint (None when they hold none: ask Delta instead)."""
+    log = Path(local) / "_delta_log"
+    since = -1
+    marker = log / "_last_checkpoint"
+    if marker.is_file():
+        try:
+            since = int(json.loads(marker.read_text(encoding="utf-8"))["version"])
+        except (OSError, ValueError, KeyError):
+            return None
+    versions = sorted(
+        (int(p.stem) for p in log.glob("*.json") if p.stem.isdigit() and int(p.stem) > since),
+        reverse=True,
+    )
+    for version in versions:
+        for line in (log / f"{version:020d}.json").read_text(encoding="utf-8").splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "metaData" in action:
+                return {
+                    str(k): str(v)
+                    for k, v in (action["metaData"].get("configuration") or {}).items()
+                }
+    return None
+
+
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """The Delta table's properties (`TBLPROPERTIES`). A local table's are read from its log
+    when its newest metadata is in a commit file (no Spark job); otherwise Delta is asked."""
+    local = _local_path(spark, path)
+    if local is not None:
+        found = _local_properties(local)
+        if found is not None:
+            return found
+    detail = DeltaTable.forPath(spark, path).detail().first()
+    return {str(k): str(v) for k, v in ((detail["properties"] if detail else None) or {}).items()}
 
 
 def commit_log(

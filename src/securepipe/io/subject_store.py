@@ -30,6 +30,7 @@ from securepipe.io.delta import (
     is_delta_table,
     retention_check_disabled,
     retry_concurrent,
+    table_properties,
 )
 from securepipe.layout import Layout
 from securepipe.protect.subject_udfs import (
@@ -117,9 +118,7 @@ def check_index_key(spark: SparkSession, layout: Layout, index: KeyHandle) -> No
     ):
         if not is_delta_table(spark, path):
             continue
-        table = DeltaTable.forPath(spark, path)
-        detail = table.detail().first()
-        found = ((detail["properties"] if detail else None) or {}).get(INDEX_FINGERPRINT)
+        found = table_properties(spark, path).get(INDEX_FINGERPRINT)
         if found is None:
             spark.sql(
                 f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{INDEX_FINGERPRINT}' = "

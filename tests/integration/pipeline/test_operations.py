@@ -206,3 +206,25 @@ def test_maintenance_expires_quarantine_rows_past_their_retention(spark, tmp_pat
     assert [r["customer_id"] for r in left] == ["C2"]
     record = next(iter(commit_records(spark, path, limit=1)))
     assert record["kind"] == "retention" and record["config_hash"] == cfg.fingerprint()
+
+
+def test_table_properties_from_the_local_log_equal_deltas_past_a_checkpoint(
+    spark, tmp_path
+) -> None:
+    from delta.tables import DeltaTable
+
+    from securepipe.io.delta import _local_properties, table_properties
+
+    path = str(tmp_path / "t")
+    spark.range(1).write.format("delta").option("delta.checkpointInterval", "3").save(path)
+
+    def delta_says() -> dict[str, str]:
+        return dict(DeltaTable.forPath(spark, path).detail().first()["properties"])
+
+    assert table_properties(spark, path) == delta_says()
+    for _ in range(4):  # past a checkpoint: the newest metadata is in it, not in a commit file
+        spark.range(1).write.format("delta").mode("append").save(path)
+    assert _local_properties(path) is None and table_properties(spark, path) == delta_says()
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('securepipe.x' = 'y')")
+    assert _local_properties(path) is not None
+    assert table_properties(spark, path) == delta_says() and delta_says()["securepipe.x"] == "y"
