@@ -219,7 +219,9 @@ def test_table_properties_from_the_local_log_equal_deltas_past_a_checkpoint(
     spark.range(1).write.format("delta").option("delta.checkpointInterval", "3").save(path)
 
     def delta_says() -> dict[str, str]:
-        return dict(DeltaTable.forPath(spark, path).detail().first()["properties"])
+        detail = DeltaTable.forPath(spark, path).detail().first()
+        assert detail is not None
+        return dict(detail["properties"])
 
     assert table_properties(spark, path) == delta_says()
     for _ in range(4):  # past a checkpoint: the newest metadata is in it, not in a commit file
