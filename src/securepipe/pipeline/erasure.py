@@ -332,7 +332,8 @@ class _Scan:
     last: int | None = None  # the newest version that reads one of them
     live: bool = False  # a file of the current version holds one
     removed_at: datetime | None = None  # when the newest of their files left the table
-    removed_files: list[str] = field(default_factory=list)  # URIs no version needs any more...
+    # Files holding them that the current version no longer reads (what a purge deletes).
+    removed_files: list[str] = field(default_factory=list)
     log_commits: list[int] = field(default_factory=list)  # commit files quoting a subject id
     unattributed: int = 0  # quarantined raw records without a subject id (quarantine key)
     unattributed_newest: str | None = None  # the newest run date holding one
