@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,39 @@ def lineage_sink() -> Iterator[LineageSink]:
     sink = LineageSink()
     yield sink
     sink.close()
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a command run in this process returned and printed (the shape of
+    `subprocess.CompletedProcess`, so that assertions read the same)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(
+    spark: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliResult]:
+    """Run `securepipe ARGS` in this process, on the test session's Spark (the command's
+    `getOrCreate` finds it; its `stop` is held back so the session outlives the command): the
+    command's whole code path from argument parsing to exit code, without the ~30 s of CPU a
+    fresh JVM costs. The process-level behaviour (a real `securepipe` and `spark-submit`, exit
+    codes of the process, signals) is tested in tests/e2e/."""
+    from pyspark.sql import SparkSession
+
+    from securepipe.cli import main
+
+    monkeypatch.setattr(SparkSession, "stop", lambda self: None)
+
+    def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

@@ -7,8 +7,6 @@ import csv
 import json
 import logging
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -371,20 +369,13 @@ def _rows(df: pd.DataFrame) -> list[tuple[str, ...]]:
     return sorted(tuple(str(v) for v in r) for r in df.itertuples(index=False))
 
 
-def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env) -> None:
+def test_the_cli_exits_2_and_prints_the_refused_run_as_json(env, cli) -> None:
     """`securepipe run --json` when a role's risk gate refuses: exit 2, and the run's result
     (the rest published, the role named) on stdout, not nothing."""
     access = env["path"].parent / "access"
     _policy(access, fail_qis=["country", "signup_ts"])
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "securepipe"),
-            *("run", "--json", "--config", str(env["path"])),
-            *("--date", DAY2, "--tables", "customers"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = cli(
+        "run", "--json", "--config", str(env["path"]), "--date", DAY2, "--tables", "customers"
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)

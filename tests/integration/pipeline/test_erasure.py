@@ -301,10 +301,8 @@ def test_bulk_erasure_of_three_hundred_subjects(env, spark, keys) -> None:
     assert q.where(F.col("customer_id").isin(ids)).count() == 0
 
 
-def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_path) -> None:
+def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_path, cli) -> None:
     import json
-    import subprocess
-    import sys
 
     from deltalake import DeltaTable as RsTable
 
@@ -312,14 +310,8 @@ def test_erase_cli_audit_entry_holds_keyed_hashes_not_ids(env, spark, keys, tmp_
     victim = "C000000007"
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{victim}\nUNKNOWN-ID-123\n")
-    exe = str(Path(sys.executable).parent / "securepipe")
     args = ["erase", "--config", cfg.source_file, "--subjects", str(ids), "--purge"]
-    proc = subprocess.run(
-        [exe, *args, "--reason", "DSR-0001"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli(*args, "--reason", "DSR-0001")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "erased 1 of 2 subjects (1 unknown" in proc.stdout
     audit = RsTable(str(Path(cfg.lakehouse) / "_audit" / "runs")).to_pyarrow_table().to_pylist()

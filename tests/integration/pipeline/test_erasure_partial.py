@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +71,10 @@ def test_column_keys_tokens_and_masks_are_reported_readable_until_vacuum(env, sp
     assert report["errors"] == []
 
 
-def test_verify_cli_exits_2_and_names_what_is_readable(env) -> None:
+def test_verify_cli_exits_2_and_names_what_is_readable(env, cli) -> None:
     ids = Path(env["cfg"].lakehouse).parent / "ids.txt"
     ids.write_text(env["victim"] + "\n")
-    exe = str(Path(sys.executable).parent / "securepipe")
-    proc = subprocess.run(
-        [exe, "verify-erasure", "--json", "--config", str(env["path"]), "--subjects", str(ids)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli("verify-erasure", "--json", "--config", str(env["path"]), "--subjects", str(ids))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "not erased:" in proc.stderr
     report = json.loads(proc.stdout)  # --json: the report alone on stdout
