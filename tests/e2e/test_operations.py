@@ -154,16 +154,22 @@ def test_overlapping_runs_commit_both_dates_and_a_same_date_run_is_locked_out(se
     assert f"another run holds {lock} (pid {holder.pid} " in locked.stderr
 
 
-def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup) -> None:
+def test_backfill_runs_dates_in_order_and_skips_unchanged_ones(setup, cli) -> None:
+    """In this process on the session's Spark: a backfill is the command's logic, not the
+    process's (the killed and overlapping runs above are real processes)."""
     config, _ = setup
-    first = _run(config, "--from", D1, "--to", D2, "--json")
+
+    def run(*args: str) -> Any:
+        return cli("run", "--config", str(config), "--tables", "customers", *args)
+
+    first = run("--from", D1, "--to", D2, "--json")
     assert first.returncode == 0, first.stderr[-2000:]
     docs = _json_docs(first.stdout)
     assert [d["run_date"] for d in docs] == [D1, D2]
     assert {d["tables"][0]["status"] for d in docs} == {"published"}
-    second = _run(config, "--from", D1, "--to", D2, "--json")
+    second = run("--from", D1, "--to", D2, "--json")
     assert {d["tables"][0]["status"] for d in _json_docs(second.stdout)} == {"skipped"}
-    forced = _run(config, "--from", D2, "--to", D2, "--force", "--json")
+    forced = run("--from", D2, "--to", D2, "--force", "--json")
     assert {d["tables"][0]["status"] for d in _json_docs(forced.stdout)} == {"published"}
     # Not a terminal: every log line is a JSON object; stages carry counts and durations.
     lines = [json.loads(x) for x in first.stderr.splitlines() if x.startswith("{")]

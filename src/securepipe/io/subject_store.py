@@ -1,9 +1,10 @@
 """The subject key store and the tombstones: two small Delta tables under `<lakehouse>/_keys`.
 
 * **Subject keys** (`_keys/subjects`: subject hash, wrapped key, created at; deletion vectors
-  off) are looked up with a join, never a call per row. Keys are created with a Delta MERGE
-  (insert when not matched), so two overlapping runs cannot give one subject two keys. Each
-  wrapped key names the version of the subject KEK that wrapped it.
+  off) are looked up with a join, never a call per row. Keys are created under the key store's
+  lock by one append of the subjects found without a key inside it, so two overlapping runs
+  cannot give one subject two keys. Each wrapped key names the version of the subject KEK that
+  wrapped it.
 * **Tombstones** (`_keys/tombstones`) hold the keyed hashes of erased subjects, never their ids.
 
 What to erase and when is decided by `securepipe.pipeline.erasure`; this module reads and writes.
@@ -11,10 +12,12 @@ What to erase and when is decided by `securepipe.pipeline.erasure`; this module 
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +37,7 @@ from securepipe.io.delta import (
     table_properties,
 )
 from securepipe.layout import Layout
+from securepipe.locks import default_wait, file_lock
 from securepipe.protect.subject_udfs import (
     HASH_COLUMN,
     WRAPPED_COLUMN,
@@ -204,6 +208,8 @@ def drop_erased_subjects(
         The remaining rows and how many rows were dropped. Dropped rows are not kept anywhere:
         no key, no quarantine, no raw record.
     """
+    if not is_delta_table(spark, layout.tombstones):  # nobody erased yet: no Spark job
+        return hashed, 0
     tomb = F.broadcast(tombstoned_hashes(spark, layout))
     erased = hashed.join(tomb, HASH_COLUMN, "left_semi").count()
     if not erased:
@@ -217,31 +223,49 @@ def ensure_subject_keys(
     """Create keys, wrapped under `kek`, for subjects of `hashed` (a frame with `_subject_hash`)
     that have none.
 
-    The anti-join keeps the work to new subjects; the MERGE (insert when not matched) makes the
-    creation safe against an overlapping run that creates the same subject's key first.
+    The creation holds the key store's lock (`<locks>/subject-keys.lock`, exclusive): the
+    subjects still without a key are found *inside* it and their keys appended in one commit,
+    so two overlapping runs that meet the same new subject never give it two keys (the second
+    finds the first one's keys). Every writer of a lakehouse shares its lock folder (see
+    `securepipe.locks`). An append costs a third of the insert-only MERGE it replaces (1M keys:
+    2.3 s against 7.7 s, docs/profiling.md).
 
     Returns the number of new subject keys.
     """
-    store = _store(spark, layout)
-    new = (
+    path = layout.subject_store
+    subjects = (
         hashed.select(F.col(HASH_COLUMN).alias("subject_hash"))
         .where(F.col("subject_hash").isNotNull())
         .distinct()
-        .join(store.select("subject_hash"), "subject_hash", "left_anti")
-        .select(
-            "subject_hash",
-            new_subject_key_udf(kek)(F.col("subject_hash")).alias("wrapped_key"),
-            F.current_timestamp().alias("created_at"),
-        )
-        .persist()
     )
-    try:
-        if not new.count():
-            return 0
-        path = layout.subject_store
-        return _insert_new_hashes(spark, path, new, f"creating subject keys in {path}")
-    finally:
-        new.unpersist()
+    lock = Path(layout.locks) / "subject-keys.lock"
+    with file_lock(lock, exclusive=True, wait=default_wait(), what="creating subject keys"):
+        new = (
+            subjects.join(_store(spark, layout).select("subject_hash"), "subject_hash", "left_anti")
+            .select(
+                "subject_hash",
+                new_subject_key_udf(kek)(F.col("subject_hash")).alias("wrapped_key"),
+                F.current_timestamp().alias("created_at"),
+            )
+            # Counted, then written: the keys are drawn once (the UDF is nondeterministic).
+            .persist()
+        )
+        try:
+            created = new.count()
+            if created:
+                record = {"kind": "subject-keys", "created": created}
+                retry_concurrent(
+                    lambda: (
+                        new.write.format("delta")
+                        .mode("append")
+                        .option("userMetadata", json.dumps(record, sort_keys=True))
+                        .save(path)
+                    ),
+                    f"creating subject keys in {path}",
+                )
+            return int(created)
+        finally:
+            new.unpersist()
 
 
 def attach_subject_keys(spark: SparkSession, layout: Layout, hashed: DataFrame) -> DataFrame:

@@ -20,7 +20,7 @@ from pyspark.sql.types import BinaryType, StringType
 from securepipe.crypto.keycache import data_keys
 from securepipe.crypto.keyring import KeyHandle
 from securepipe.crypto.subject import (
-    new_wrapped_subject_key,
+    new_wrapped_subject_keys,
     rewrap_subject_key,
     subject_decrypt_many,
     subject_detokenize_many,
@@ -112,10 +112,7 @@ def new_subject_key_udf(kek: KeyHandle):  # type: ignore[no-untyped-def]
     @arrow_udf(BinaryType())  # type: ignore[call-overload]
     def securepipe_new_subject_key(hashes: pa.Array) -> pa.Array:
         key = data_keys(kek)[version]
-        return pa.array(
-            [new_wrapped_subject_key(key, version, h) for h in hashes.to_pylist()],
-            type=pa.binary(),
-        )
+        return pa.array(new_wrapped_subject_keys(key, version, hashes.to_pylist()), pa.binary())
 
     return securepipe_new_subject_key.asNondeterministic()
 

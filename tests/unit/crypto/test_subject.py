@@ -30,6 +30,24 @@ def test_a_wrap_names_its_kek_version_and_opens_after_a_rotation() -> None:
     assert s.subject_decrypt_many(KEKS, "t", "c", [env], [HASH], [wrapped]) == ["Ada"]
 
 
+def test_keys_drawn_in_one_read_are_distinct_bound_to_their_subject_and_version() -> None:
+    hashes = [f"{i:043d}" for i in range(50)]
+    wraps = s.new_wrapped_subject_keys(KEKS[2], 2, hashes)
+    assert len(set(wraps)) == 50 and {s.wrapped_kek_version(w) for w in wraps} == {2}
+    assert len(wraps[0]) == len(s.new_wrapped_subject_key(KEKS[2], 2, HASH))  # one format
+    envs = s.subject_encrypt_many(KEKS, "t", "c", ["Ada"] * 50, hashes, wraps)
+    assert s.subject_decrypt_many(KEKS, "t", "c", envs, hashes, wraps) == ["Ada"] * 50
+    # Neither keys nor nonces repeat between wraps (one random read sliced, not reused).
+    nonces = {w[5:17] for w in wraps}
+    assert len(nonces) == 50
+    keys = {s.rewrap_subject_key(KEKS, 1, h, w) for h, w in zip(hashes, wraps, strict=True)}
+    assert len(keys) == 50
+    with pytest.raises(DecryptionError):  # bound to its subject
+        s.subject_encrypt_many(KEKS, "t", "c", ["Eve"], [hashes[1]], [wraps[0]])
+    with pytest.raises(DecryptionError):  # and to its KEK version
+        s.subject_encrypt_many({2: KEKS[1]}, "t", "c", ["Eve"], [hashes[0]], [wraps[0]])
+
+
 def test_rewrap_moves_a_subject_key_to_the_new_version_without_changing_it() -> None:
     old = s.new_wrapped_subject_key(KEKS[1], 1, HASH)
     [env] = s.subject_encrypt_many(KEKS, "t", "c", ["Ada"], [HASH], [old])
