@@ -60,14 +60,17 @@ test: setup s3-jars system-deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
-## bench: security tax and scaling (500k-4M rows, bench/scale.py), operators, per-subject keys,
+## bench: the shipped configuration against a hand-written peer and a plain job (bench/shipped.py),
+## security tax and scaling (500k-4M rows, bench/scale.py), operators, per-subject keys,
 ## 30 nights into one lakehouse (bench/history.py) → bench-results/*.json, docs/benchmarks.md and
 ## its charts (about 45 minutes on 2 cores)
 BENCH_ROWS ?= 2000000
 BENCH_SIZES ?= 500000,1000000,2000000,4000000
 BENCH_NIGHTS ?= 30
 BENCH_NIGHT_ROWS ?= 200000
+BENCH_SHIPPED_SIZES ?= 1000000,4000000
 bench: setup
+	$(PY) bench/shipped.py --sizes $(BENCH_SHIPPED_SIZES) --out bench-results
 	$(PY) bench/history.py --nights $(BENCH_NIGHTS) --rows $(BENCH_NIGHT_ROWS) --out bench-results
 	$(PY) bench/scale.py --sizes $(BENCH_SIZES) --out bench-results
 	$(PY) bench/operators.py --rows $(BENCH_ROWS) --out bench-results

@@ -31,6 +31,9 @@ from securepipe.io.sources import landing_path, read_landing
 from securepipe.pipeline import load_pipeline, run_nightly
 from securepipe.spark import configure_builder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer  # bench/peer.py, beside this file
+
 ROOT = Path(__file__).resolve().parents[1]
 # Heap of the one local JVM (driver and executors); recorded with the results.
 DRIVER_MEMORY = os.environ.get("SECUREPIPE_BENCH_DRIVER_MEMORY", "2g")
@@ -119,10 +122,63 @@ def _secure(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any
     }
 
 
+def _shipped_plain(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:
+    """Every table of the configuration read with its declared schema and written to Delta."""
+    start = time.perf_counter()
+    tables = {}
+    for name, table_cfg in cfg.tables.items():
+        began = time.perf_counter()
+        schema = ", ".join(f"{c} {col.type}" for c, col in table_cfg.columns.items())
+        raw = spark.read.option("header", True).schema(schema)
+        raw.csv(landing_path(cfg.landing, table_cfg, day)).write.format("delta").mode(
+            "overwrite"
+        ).save(f"{cfg.lakehouse}/plain/{name}")
+        tables[name] = {"seconds": round(time.perf_counter() - began, 2)}
+    return {"seconds": round(time.perf_counter() - start, 2), "tables": tables}
+
+
+def _shipped_peer(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:
+    """bench/peer.py: the same outputs written by hand with Spark's built-ins and GX."""
+    start = time.perf_counter()
+    tables = peer.run(spark, cfg.source_file, cfg.landing, day, f"{cfg.lakehouse}/peer")
+    return {"seconds": round(time.perf_counter() - start, 2), "tables": tables}
+
+
+def _shipped_secure(spark: SparkSession, cfg: PipelineConfig, day: str) -> dict[str, Any]:
+    """`run_nightly` on every table of the shipped configuration and its access policy."""
+    policy = load_access_policy(Path(cfg.source_file).parent / "access", cfg)
+    start = time.perf_counter()
+    result = run_nightly(spark, cfg, day, policy=policy)
+    total = time.perf_counter() - start
+    assert all(t.status == "published" for t in result.tables), [t.status for t in result.tables]
+    return {
+        "seconds": round(total, 2),
+        "tables": {
+            t.table: {
+                "read": t.rows_read,
+                "published": t.rows_published,
+                "stages": t.stages,
+                "roles": sorted(t.access),
+            }
+            for t in result.tables
+        },
+    }
+
+
+MODES = {
+    "secure": _secure,
+    "plain": _plain,
+    "read": _read,
+    "shipped-secure": _shipped_secure,
+    "shipped-peer": _shipped_peer,
+    "shipped-plain": _shipped_plain,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one job and write its JSON result."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["secure", "plain", "read"], required=True)
+    parser.add_argument("--mode", choices=sorted(MODES), required=True)
     parser.add_argument("--config", required=True, help="bench/workload.py writes it")
     parser.add_argument("--landing", required=True)
     parser.add_argument("--date", required=True)
@@ -136,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     spark = bench_session(cfg)
     startup = time.perf_counter() - start
-    job = {"secure": _secure, "plain": _plain, "read": _read}[args.mode]
+    job = MODES[args.mode]
     try:
         run = job(spark, cfg, args.date)
     finally:

@@ -210,6 +210,30 @@ def _history_section(d: dict) -> list[str]:  # type: ignore[type-arg]
     return [*out, ""]
 
 
+def _shipped_section(d: dict) -> list[str]:  # type: ignore[type-arg]
+    """securepipe, the hand-written peer and the plain job side by side in one run."""
+    t = d["targets"]
+    out = [
+        f"## The shipped configuration against a hand-written job ({d['when']})",
+        "",
+        "One landing batch per size (N customers and N transactions), each job in a fresh "
+        "process one after the other (`bench/shipped.py`): plain CSV -> Delta, the peer written "
+        "by hand with Spark's built-ins and Great Expectations (`bench/peer.py`, same outputs: "
+        "published, quarantine and role tables), and `securepipe run` on `conf/`.",
+        "",
+        "| rows per table | plain s | peer s | securepipe s | ÷ peer (target "
+        f"≤ {t['securepipe_over_peer']}) | ÷ plain (target ≤ {t['securepipe_over_plain']}) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    out += [
+        f"| {r['rows_per_table']:,} | {r['plain_seconds']} | {r['peer_seconds']} | "
+        f"{r['securepipe_seconds']} | {r['securepipe_over_peer']}x | "
+        f"{r['securepipe_over_plain']}x |"
+        for r in d["runs"]
+    ]
+    return [*out, ""]
+
+
 def main() -> int:
     """Write docs/benchmarks.md from the JSON results."""
     results = ROOT / "bench-results"
@@ -221,6 +245,9 @@ def main() -> int:
         "",
     ]
     lines += _targets()
+    shipped = results / "shipped.json"
+    if shipped.exists():
+        lines += _shipped_section(json.loads(shipped.read_text()))
     history = results / "history.json"
     if history.exists():
         lines += _history_section(json.loads(history.read_text()))
