@@ -142,12 +142,12 @@ def run_table(
         .load(f"{out}/tables/{table}")
         .where(F.col(PARTITION) == F.lit(day).cast("date"))
     )
-    roles(spark, published, table, key, day, out)
+    roles(published, table, key, day, out)
     counts["published"] = counts["read"] - counts["quarantined"]
     return counts
 
 
-def roles(spark: SparkSession, published: DataFrame, table: str, key: bytes, day: str, out: str):  # type: ignore[no-untyped-def]
+def roles(published: DataFrame, table: str, key: bytes, day: str, out: str) -> None:
     """The shipped policy's role tables of `table` as hand-written selects."""
     views: dict[str, DataFrame] = {}
     if table == "customers":

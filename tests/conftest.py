@@ -240,7 +240,10 @@ class CliResult:
 
 @pytest.fixture
 def cli(
-    spark: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    spark: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> Callable[..., CliResult]:
     """Run `securepipe ARGS` in this process, on the test session's Spark (the command's
     `getOrCreate` finds it; its `stop` is held back so the session outlives the command): the
@@ -252,6 +255,21 @@ def cli(
     from securepipe.cli import main
 
     monkeypatch.setattr(SparkSession, "stop", lambda self: None)
+    # The command's `getOrCreate` sets its configuration's runtime settings and log level on
+    # the shared session: put them back for the worker's later tests.
+    before = dict(spark.conf.getAll)
+
+    def restore() -> None:
+        # Static settings (JVM options, extensions) are only recorded, never applied.
+        for key in set(spark.conf.getAll) - set(before):
+            if spark.conf.isModifiable(key):
+                spark.conf.unset(key)
+        for key, value in before.items():
+            if spark.conf.get(key, None) != value and spark.conf.isModifiable(key):
+                spark.conf.set(key, value)
+        spark.sparkContext.setLogLevel("ERROR")
+
+    request.addfinalizer(restore)
 
     def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
         for key, value in (env or {}).items():

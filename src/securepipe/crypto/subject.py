@@ -117,7 +117,7 @@ def _seal_subject_key(kek: bytes, version: int, hashed: str, key: bytes) -> byte
 def new_wrapped_subject_key(kek: bytes, version: int, hashed: str) -> bytes:
     """A fresh subject key, wrapped under version `version` of the subject KEK, bound to the
     subject's hash and to that version (`format 0x02 | KEK version (4) | nonce | key | tag`)."""
-    return _seal_subject_key(kek, version, hashed, os.urandom(32))
+    return new_wrapped_subject_keys(kek, version, [hashed])[0]
 
 
 def new_wrapped_subject_keys(kek: bytes, version: int, hashes: Sequence[str]) -> list[bytes]:

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -385,9 +386,32 @@ def _local_path(spark: SparkSession, path: str) -> str | None:
     return _LOCAL[path]
 
 
+def _configuration(meta: dict[str, Any] | None) -> dict[str, str] | None:
+    """A `metaData` action's table properties (pyarrow gives a map as key/value pairs)."""
+    if not meta:
+        return None
+    conf = meta.get("configuration") or {}
+    pairs = conf.items() if isinstance(conf, dict) else conf
+    return {str(k): str(v) for k, v in pairs}
+
+
+def _checkpoint_properties(log: Path, version: int) -> dict[str, str] | None:
+    """The properties in a Parquet checkpoint of `version` (single or multi-part; None when
+    there is none here, e.g. a JSON v2 checkpoint: ask Delta instead)."""
+    for part in sorted(log.glob(f"{version:020d}.checkpoint*.parquet")):
+        column = pq.read_table(part, columns=["metaData"]).column("metaData")
+        for meta in column.to_pylist():
+            found = _configuration(meta)
+            if found is not None:
+                return found
+    return None
+
+
 def _local_properties(local: str) -> dict[str, str] | None:
-    """The table properties in the newest `metaData` action of a local log, from its commit
-    files after the last checkpoint (None when they hold none: ask Delta instead)."""
+    """The table properties in the newest `metaData` action of a local log: the commit files
+    after the last checkpoint, newest first, then that checkpoint (a table's properties are
+    usually set at its creation, long before night 365's checkpoint). None when neither holds
+    them: ask Delta instead."""
     log = Path(local) / "_delta_log"
     since = -1
     marker = log / "_last_checkpoint"
@@ -404,16 +428,13 @@ def _local_properties(local: str) -> dict[str, str] | None:
         for line in (log / f"{version:020d}.json").read_text(encoding="utf-8").splitlines():
             action = json.loads(line) if line.strip() else {}
             if "metaData" in action:
-                return {
-                    str(k): str(v)
-                    for k, v in (action["metaData"].get("configuration") or {}).items()
-                }
-    return None
+                return _configuration(action["metaData"]) or {}
+    return _checkpoint_properties(log, since) if since >= 0 else None
 
 
 def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
     """The Delta table's properties (`TBLPROPERTIES`). A local table's are read from its log
-    when its newest metadata is in a commit file (no Spark job); otherwise Delta is asked."""
+    (commit files and the last Parquet checkpoint: no Spark job); otherwise Delta is asked."""
     local = _local_path(spark, path)
     if local is not None:
         found = _local_properties(local)

@@ -232,12 +232,26 @@ def ensure_subject_keys(
 
     Returns the number of new subject keys.
     """
-    path = layout.subject_store
+    # The night's distinct keyed hashes (no value, no id) are computed before the lock: an
+    # overlapping run waits only for the anti-join, the draws and the append.
     subjects = (
         hashed.select(F.col(HASH_COLUMN).alias("subject_hash"))
         .where(F.col("subject_hash").isNotNull())
         .distinct()
+        .persist()
     )
+    try:
+        subjects.count()
+        return _append_new_keys(spark, layout, subjects, kek)
+    finally:
+        subjects.unpersist()
+
+
+def _append_new_keys(
+    spark: SparkSession, layout: Layout, subjects: DataFrame, kek: KeyHandle
+) -> int:
+    """Inside the key store's lock: draw keys for the `subjects` the store lacks, append them."""
+    path = layout.subject_store
     lock = Path(layout.locks) / "subject-keys.lock"
     with file_lock(lock, exclusive=True, wait=default_wait(), what="creating subject keys"):
         new = (
